@@ -1,0 +1,1 @@
+"""REST dialects: each hosted API's JSON body ↔ the core's normalised request."""

@@ -1,0 +1,139 @@
+"""Fastino's hosted ``POST /gliner-2`` (and the ``gliner2`` library's GLiNER2API client).
+
+Accepted bodies:
+
+* ``{"text", "labels": [...]}`` → entities: ``{"entities": {label: [text, ...]}}``
+* ``{"text", "labels": {task: [labels]}}`` → classification: ``{task: label}``
+* ``{"task": "extract_json", "text", "schema": {structure: [field specs]}}``
+* what GLiNER2API sends: ``task`` (extract_entities, classify_text,
+  extract_json, schema), ``text`` (a string, or a list of strings), ``schema``,
+  ``threshold``, ``include_confidence``, ``include_spans``, ``format_results``.
+
+A single text is answered with its result object, exactly as the library
+formats it; a list of texts with ``{"result": [one result per text]}`` (the
+client reads ``result`` when present, and needs an object at the top).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.engine import ExtractionOutcome, ExtractionRequest, OutputOptions, threshold_or_default
+from ..core.schema import build_schema
+from ..errors import ServiceError
+from . import schema_json
+
+TASKS = ("extract_entities", "classify_text", "extract_json", "schema")
+# classify_text with {"categories": [...]} names no task; the answer uses this key,
+# which the GLiNER2API client maps back to the caller's task name.
+CATEGORIES_TASK = "classification"
+_SCHEMA_KEYS = {"entities", "entity_dtype", "entity_threshold", "classifications",
+                "structures", "relations", "relation_threshold"}
+
+
+@dataclass(frozen=True)
+class Gliner2Call:
+    request: ExtractionRequest
+    batch: bool
+
+    def answer(self, outcome: ExtractionOutcome) -> Any:
+        return {"result": outcome.results} if self.batch else outcome.results[0]
+
+
+def _texts(body: dict) -> tuple[tuple[str, ...], bool]:
+    text = body.get("text")
+    if text is None:
+        raise ServiceError.invalid("Missing required field: text", field="text")
+    if isinstance(text, str):
+        return (text,), False
+    if isinstance(text, list) and text and all(isinstance(t, str) for t in text):
+        return tuple(text), True
+    raise ServiceError.invalid("text must be a string or a non-empty list of strings", field="text")
+
+
+def _infer_task(body: dict) -> str:
+    labels, schema = body.get("labels"), body.get("schema")
+    if isinstance(labels, list):
+        return "extract_entities"
+    if isinstance(labels, dict):
+        return "classify_text"
+    if isinstance(schema, dict) and _SCHEMA_KEYS & set(schema):
+        return "schema"
+    if labels is None and schema is None:
+        raise ServiceError.invalid("Missing required field: labels", field="labels")
+    raise ServiceError.invalid(
+        "labels must be a list of entity labels or an object of classification tasks", field="labels")
+
+
+def _spec(body: dict, task: str) -> Any:
+    spec = body.get("schema") if body.get("schema") is not None else body.get("labels")
+    if spec is None:
+        field = "schema" if task in ("extract_json", "schema") else "labels"
+        raise ServiceError.invalid(f"Missing required field: {field}", field=field)
+    return spec
+
+
+def _schema_for(task: str, spec: Any):
+    if task == "extract_entities":
+        if isinstance(spec, dict) and "entities" in spec:
+            spec = spec["entities"]
+        return build_schema(entities=schema_json.entity_specs(spec, "labels"))
+    if task == "classify_text":
+        if isinstance(spec, dict) and set(spec) == {"categories"}:
+            spec = {CATEGORIES_TASK: spec["categories"]}
+        elif isinstance(spec, list):
+            spec = {CATEGORIES_TASK: spec}
+        return build_schema(classifications=schema_json.classification_specs(spec, "labels"))
+    if task == "extract_json":
+        return build_schema(structures=schema_json.structure_specs(spec, "schema", json_api=True))
+    # task == "schema": the dict GLiNER2API's SchemaAPI.build() produces.
+    if not isinstance(spec, dict):
+        raise ServiceError.invalid("schema must be an object", field="schema")
+    unknown = set(spec) - _SCHEMA_KEYS
+    if unknown:
+        raise ServiceError.invalid(f"Invalid schema: unknown key {sorted(unknown)[0]!r}", field="schema")
+    parts: dict[str, Any] = {}
+    if spec.get("entities") is not None:
+        parts["entities"] = schema_json.entity_specs(spec["entities"], "schema.entities")
+    if spec.get("classifications") is not None:
+        parts["classifications"] = schema_json.classification_specs(
+            spec["classifications"], "schema.classifications")
+    if spec.get("structures") is not None:
+        parts["structures"] = schema_json.structure_specs(spec["structures"], "schema.structures")
+    if spec.get("relations") is not None:
+        parts["relations"] = schema_json.relation_specs(spec["relations"], "schema.relations")
+    for key in ("entity_dtype", "entity_threshold", "relation_threshold"):
+        if spec.get(key) is not None:
+            parts[key] = spec[key]
+    return build_schema(**parts)
+
+
+def _flag(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ServiceError.invalid(f"{name} must be true or false", field=name)
+    return value
+
+
+def parse(body: dict) -> Gliner2Call:
+    """Translate a /gliner-2 body (already decoded from JSON) into a core request."""
+    if not isinstance(body, dict):
+        raise ServiceError.invalid("The request body must be a JSON object")
+    texts, batch = _texts(body)
+    task = body.get("task") or _infer_task(body)
+    if task not in TASKS:
+        raise ServiceError.invalid(f"Unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
+    schema = _schema_for(task, _spec(body, task))
+    threshold = body.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ServiceError.invalid("threshold must be a number between 0 and 1", field="threshold")
+    output = OutputOptions(
+        format_results=_flag(body, "format_results", True),
+        include_confidence=_flag(body, "include_confidence", False),
+        include_spans=_flag(body, "include_spans", False),
+    )
+    request = ExtractionRequest(texts=texts, schema=schema, threshold=threshold_or_default(threshold),
+                                output=output, model_id=body.get("model_id") or "")
+    return Gliner2Call(request=request, batch=batch)

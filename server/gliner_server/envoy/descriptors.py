@@ -1,0 +1,96 @@
+"""The transcoder's descriptor set, built at runtime from the generated modules.
+
+Envoy's ``grpc_json_transcoder`` needs a serialized
+``google.protobuf.FileDescriptorSet`` holding every file that defines the
+transcoded services *and every file they import* (``google/api/http.proto``
+for the ``google.api.http`` rules, ``google/protobuf/struct.proto`` for
+``Value`` ...). Instead of running ``protoc --include_imports`` and committing
+a ``.pb`` blob, the set is assembled from the ``DESCRIPTOR`` objects of the
+generated ``*_pb2`` modules: the descriptor set always matches the code that
+the gRPC server itself runs, and is never written by hand.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Iterable, Union
+
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pb2
+
+DescriptorSource = Union[ModuleType, _descriptor.FileDescriptor]
+
+
+def _file_descriptor(source: DescriptorSource) -> _descriptor.FileDescriptor:
+    if isinstance(source, _descriptor.FileDescriptor):
+        return source
+    fd = getattr(source, "DESCRIPTOR", None)
+    if not isinstance(fd, _descriptor.FileDescriptor):
+        raise TypeError(f"{source!r} is not a generated *_pb2 module or FileDescriptor")
+    return fd
+
+
+def ordered_file_descriptors(
+    sources: Iterable[DescriptorSource],
+) -> list[_descriptor.FileDescriptor]:
+    """The given files plus all transitive imports, each after its imports."""
+    ordered: list[_descriptor.FileDescriptor] = []
+    seen: set[str] = set()
+
+    def visit(fd: _descriptor.FileDescriptor) -> None:
+        if fd.name in seen:
+            return
+        seen.add(fd.name)
+        for dep in fd.dependencies:
+            visit(dep)
+        ordered.append(fd)  # post-order: dependencies first
+
+    for source in sources:
+        visit(_file_descriptor(source))
+    return ordered
+
+
+def descriptor_set(sources: Iterable[DescriptorSource]) -> descriptor_pb2.FileDescriptorSet:
+    """A ``FileDescriptorSet`` of ``sources`` and their transitive imports.
+
+    ``serialized_pb`` is the exact ``FileDescriptorProto`` protoc embedded in
+    the module, so custom options (``google.api.http``) survive unchanged.
+    """
+    fds = descriptor_pb2.FileDescriptorSet()
+    for fd in ordered_file_descriptors(sources):
+        fds.file.add().MergeFromString(fd.serialized_pb)
+    return fds
+
+
+def descriptor_set_bytes(modules: Iterable[DescriptorSource]) -> bytes:
+    """Serialized ``FileDescriptorSet`` for Envoy's ``proto_descriptor``/``_bin``."""
+    return descriptor_set(modules).SerializeToString()
+
+
+_HTTP_VERBS = ("get", "put", "post", "delete", "patch")
+
+
+def http_rules(
+    fds: descriptor_pb2.FileDescriptorSet, services: Iterable[str]
+) -> list[tuple[str, str]]:
+    """``(HTTP method, path template)`` of every ``google.api.http`` rule
+    (including ``additional_bindings``) of the named services' methods."""
+    from google.api import annotations_pb2  # registers the google.api.http extension
+
+    wanted = set(services)
+    rules: list[tuple[str, str]] = []
+    for file in fds.file:
+        for service in file.service:
+            full_name = f"{file.package}.{service.name}" if file.package else service.name
+            if full_name not in wanted:
+                continue
+            for method in service.method:
+                if not method.options.HasExtension(annotations_pb2.http):
+                    continue
+                top = method.options.Extensions[annotations_pb2.http]
+                for rule in (top, *top.additional_bindings):
+                    pattern = rule.WhichOneof("pattern")
+                    if pattern in _HTTP_VERBS:
+                        rules.append((pattern.upper(), getattr(rule, pattern)))
+                    elif pattern == "custom":
+                        rules.append((rule.custom.kind.upper(), rule.custom.path))
+    return rules

@@ -1,0 +1,1 @@
+"""Thin gRPC front end over the core."""

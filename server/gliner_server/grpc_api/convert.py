@@ -1,0 +1,91 @@
+"""Protobuf messages ↔ the core's types. Mechanical, no decisions."""
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from gliner_client.v1 import gliner_service_pb2 as service_pb2
+from gliner_client.v1 import results_pb2, schema_pb2
+
+from ..core import results as core_results
+from ..core.schema import (ClassificationSpec, EntitySpec, ExtractionSchema, FieldSpec,
+                           RelationSpec, StructureSpec, build_schema)
+
+_DTYPE = {schema_pb2.VALUE_KIND_UNSPECIFIED: None, schema_pb2.VALUE_KIND_LIST: "list",
+          schema_pb2.VALUE_KIND_STR: "str"}
+
+
+def _opt(message, name: str):
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def schema_from_proto(schema: schema_pb2.Schema) -> ExtractionSchema:
+    from pydantic import ValidationError
+
+    from ..core.schema import describe_validation_error
+    from ..errors import ServiceError
+
+    try:
+        parts = dict(
+            entities=tuple(EntitySpec(name=e.name, description=e.description or None,
+                                      threshold=_opt(e, "threshold"), dtype=_DTYPE[e.kind])
+                           for e in schema.entities),
+            classifications=tuple(ClassificationSpec(
+                name=c.name, labels=tuple(c.labels), multi_label=c.multi_label,
+                label_descriptions=dict(c.label_descriptions) or None,
+                cls_threshold=0.5 if _opt(c, "cls_threshold") is None else c.cls_threshold)
+                for c in schema.classifications),
+            structures=tuple(StructureSpec(name=s.name, fields=tuple(
+                FieldSpec(name=f.name, dtype=_DTYPE[f.kind] or "list", choices=tuple(f.choices) or None,
+                          description=f.description or None, threshold=_opt(f, "threshold"))
+                for f in s.fields)) for s in schema.structures),
+            relations=tuple(RelationSpec(name=r.name, description=r.description or None,
+                                         threshold=_opt(r, "threshold")) for r in schema.relations),
+        )
+    except ValidationError as error:
+        raise ServiceError.invalid(describe_validation_error(error, "schema"), field="schema") from None
+    return build_schema(**parts)
+
+
+def _span(span: core_results.Span) -> results_pb2.Span:
+    return results_pb2.Span(text=span.text, start=span.start, end=span.end, score=span.score)
+
+
+def result_to_proto(result: core_results.TypedResult) -> results_pb2.ExtractionResult:
+    return results_pb2.ExtractionResult(
+        entities=[results_pb2.EntityMention(text=e.text, label=e.label, start=e.start, end=e.end,
+                                            score=e.score) for e in result.entities],
+        classifications=[results_pb2.ClassificationResult(
+            task=c.task, labels=[results_pb2.LabelScore(label=l.label, score=l.score) for l in c.labels])
+            for c in result.classifications],
+        structures=[results_pb2.StructureResult(name=s.name, records=[
+            results_pb2.StructureRecord(fields=[
+                results_pb2.FieldValue(name=name, values=[_span(v) for v in values])
+                for name, values in record.fields])
+            for record in s.records]) for s in result.structures],
+        relations=[results_pb2.RelationMention(relation=r.relation, head=_span(r.head), tail=_span(r.tail))
+                   for r in result.relations],
+    )
+
+
+def gliner2_body(request: service_pb2.Gliner2Request) -> dict[str, Any]:
+    """The JSON body a /gliner-2 caller sent, as plain Python values."""
+    body: dict[str, Any] = {}
+    for name in ("text", "labels", "schema"):
+        if request.HasField(name):
+            body[name] = json_format.MessageToDict(getattr(request, name))
+    for name in ("threshold", "format_results"):
+        if request.HasField(name):
+            body[name] = getattr(request, name)
+    body["include_confidence"] = request.include_confidence
+    body["include_spans"] = request.include_spans
+    if request.task:
+        body["task"] = request.task
+    if request.model_id:
+        body["model_id"] = request.model_id
+    return body
+
+
+def to_value(data: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(data, struct_pb2.Value())

@@ -1,0 +1,57 @@
+"""Assembles the grpcio server: services, health, reflection, authentication."""
+from __future__ import annotations
+
+from concurrent import futures
+from typing import Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gliner_client.v1 import gliner_service_pb2 as service_pb2
+from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
+
+from ..core.engine import InferenceEngine
+from .auth import ApiKeys, AuthInterceptor
+from .service import GlinerService
+
+SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class GrpcServer:
+    """The running grpcio server and its health servicer."""
+
+    def __init__(self, engine: InferenceEngine, *, address: str, api_keys: Iterable[str] = (),
+                 workers: int = 16):
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+            interceptors=[AuthInterceptor(ApiKeys(api_keys))],
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.so_reuseport", 0)],
+        )
+        service_grpc.add_GlinerServiceServicer_to_server(GlinerService(engine), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not bind the gRPC server to {address}")
+        self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_status(self, status) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def mark_serving(self) -> None:
+        self._set_status(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> None:
+        """NOT_SERVING first (so Envoy stops routing here), then drain in-flight calls."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()

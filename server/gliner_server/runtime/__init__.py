@@ -1,0 +1,1 @@
+"""Model runtime: checkpoint loading, OpenVINO encoder, loaded models."""
