@@ -109,23 +109,26 @@ function envoy_on_response(response_handle)
   if grpc_status ~= nil and grpc_status ~= 0 then
     local mapped = GRPC_TO_HTTP[grpc_status] or {500, "SERVER_ERROR"}
     http_status, code = mapped[1], mapped[2]
-    message = trim(percent_decode(headers:get("grpc-message") or ""))
+    message = percent_decode(headers:get("grpc-message") or "")
   elseif status >= 400 and not (headers:get("content-type") or ""):find("^application/json") then
     http_status = status
     code = HTTP_TO_CODE[status] or (status >= 500 and "SERVER_ERROR" or "INVALID_REQUEST")
-    local body = response_handle:body(true)
-    message = trim(body:getBytes(0, body:length()))
   else
     return
   end
-  if message == "" then message = PHRASES[http_status] or "Error" end
-  local json = error_body(code, message)
-  response_handle:body(true):setBytes(json)
+  -- Headers first: they cannot be changed once body() has waited for data.
   headers:replace(":status", tostring(http_status))
   headers:replace("content-type", "application/json")
   headers:remove("grpc-status")
   headers:remove("grpc-message")
   headers:remove("grpc-status-details-bin")
+  local body = response_handle:body(true)
+  if message == nil then
+    message = body:getBytes(0, body:length())
+  end
+  message = trim(message)
+  if message == "" then message = PHRASES[http_status] or "Error" end
+  body:setBytes(error_body(code, message))
 end
 """
 

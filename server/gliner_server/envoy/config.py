@@ -1,0 +1,342 @@
+"""Envoy v3 bootstrap for the REST+gRPC front of the GLiNER2 service.
+
+One listener (``codec_type: AUTO``: HTTP/1.1 and h2c on the same port) serves
+both REST/JSON, transcoded by ``envoy.filters.http.grpc_json_transcoder``, and
+native gRPC, which the transcoder passes through untouched (it only acts on
+requests whose ``content-type`` is not ``application/grpc*``).
+
+HTTP filter order (decode order; responses run through it in reverse):
+
+1. ``envoy.filters.http.lua`` - error shaping of upstream gRPC failures of
+   REST requests (see :mod:`.lua`). First, so it sees every response.
+2. ``envoy.filters.http.health_check`` - ``/healthz`` answered by Envoy
+   (``pass_through_mode: false``) from ``cluster_min_healthy_percentages``.
+3. ``envoy.filters.http.buffer`` - REST bodies over ``max_request_bytes`` get
+   413. The transcoder streams request bodies, so its own
+   ``max_request_body_size`` alone does not bound them. Disabled per route
+   for native gRPC (streams must not be buffered).
+4. ``envoy.filters.http.grpc_json_transcoder``.
+5. ``envoy.filters.http.router``.
+
+Local replies (Envoy's own errors: transcoder parse failures, 404 from
+``reject_unknown_method``, 405 direct responses, 413, 503 no upstream, 504)
+are shaped by ``local_reply_config`` mappers: it is the only mechanism that
+also covers replies sent while *encoding* (e.g. the transcoder's "response
+too large" 500 goes straight to the codec and skips the Lua filter).
+
+Everything derived from the error table comes from
+:func:`gliner_server.errors.http_mapping_by_grpc_code`; nothing is copied by hand.
+"""
+from __future__ import annotations
+
+import base64
+import http
+import json
+import math
+from dataclasses import dataclass
+
+from google.protobuf import descriptor_pb2
+
+from ..errors import http_mapping_by_grpc_code
+from .descriptors import http_rules
+from .lua import METADATA_NAMESPACE, render_lua
+from .routes import method_not_allowed_routes
+
+CLUSTER = "gliner_grpc"
+HEALTHZ_PATH = "/healthz"
+# HTTP statuses only Envoy produces; the rest come from the error table.
+_ENVOY_ONLY_CODES = {405: "METHOD_NOT_ALLOWED", 408: "TIMEOUT"}
+_UNHEALTHY_MESSAGE = "No healthy upstream"
+
+
+@dataclass(kw_only=True)
+class EnvoySettings:
+    """What :func:`render_config` needs; every address/port is explicit."""
+
+    listen_port: int
+    admin_port: int  # admin is bound to 127.0.0.1 only
+    upstreams: list[tuple[str, int]]  # gRPC server replicas
+    services: list[str]  # fully-qualified services to transcode
+    # FileDescriptorSet file (descriptors.py); EnvoyProcess fills it in. When
+    # empty, render_config inlines the bytes (proto_descriptor_bin) instead.
+    descriptor_path: str = ""
+    listen_host: str = "0.0.0.0"
+    max_request_bytes: int = 1 << 20
+    max_response_bytes: int = 64 << 20
+    route_timeout_s: float = 60.0
+    connect_timeout_s: float = 1.0
+    health_check_interval_s: float = 1.0
+    health_check_timeout_s: float = 1.0
+    health_check_service: str = ""  # grpc.health.v1 service name; "" = whole server
+    unhealthy_threshold: int = 2
+    healthy_threshold: int = 1
+    access_log_path: str | None = None  # never logs bodies
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+def http_code_table() -> dict[int, str]:
+    """HTTP status -> provider code, from the error table (first kind wins)."""
+    table: dict[int, str] = {}
+    for http_status, code in http_mapping_by_grpc_code().values():
+        table.setdefault(http_status, code)
+    for http_status, code in _ENVOY_ONLY_CODES.items():
+        table.setdefault(http_status, code)
+    return table
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _not_grpc_request() -> dict:
+    """True unless the Lua filter flagged the request as native gRPC.
+
+    Not a ``content-type`` header filter: the transcoder rewrites a REST
+    request's ``content-type`` to ``application/grpc`` before it parses the
+    body, so its own 400s would look like gRPC. Replies sent before the Lua
+    filter ran (codec errors) have no flag and are shaped.
+    """
+    return {"metadata_filter": {
+        "matcher": {
+            "filter": METADATA_NAMESPACE,
+            "path": [{"key": "grpc"}],
+            "value": {"bool_match": True},
+            "invert": True,
+        },
+        "match_if_key_not_found": True,
+    }}
+
+
+def _status_filter(op: str, status: int) -> dict:
+    return {"status_code_filter": {"comparison": {
+        "op": op, "value": {"default_value": status, "runtime_key": f"gliner.local_reply.{status}"},
+    }}}
+
+
+def _error_format(code: str) -> dict:
+    return {"json_format": {
+        "error": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
+        "detail": "%LOCAL_REPLY_BODY%",
+    }}
+
+
+def _local_reply_config() -> dict:
+    """Mappers turning every non-gRPC local reply >= 400 into the error shape.
+
+    ``json_format`` does the JSON escaping. Local replies with an empty body
+    (the health check's 503) get a ``body`` first, since ``%LOCAL_REPLY_BODY%``
+    would be empty.
+    """
+    mappers = [{
+        "filter": {"and_filter": {"filters": [
+            _status_filter("GE", 400), _not_grpc_request(),
+            {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ_PATH}}}},
+        ]}},
+        "body": {"inline_string": _UNHEALTHY_MESSAGE},
+        "body_format_override": _error_format("UNAVAILABLE"),
+    }]
+    specific = sorted(http_code_table().items())
+    fallbacks = [(500, "SERVER_ERROR", "GE"), (400, "INVALID_REQUEST", "GE")]
+    for status, code, op in [(s, c, "EQ") for s, c in specific] + fallbacks:
+        mappers.append({
+            "filter": {"and_filter": {"filters": [_status_filter(op, status), _not_grpc_request()]}},
+            "body_format_override": _error_format(code),
+        })
+    return {"mappers": mappers}
+
+
+def _descriptor_source(settings: EnvoySettings, descriptor: bytes) -> dict:
+    if settings.descriptor_path:
+        return {"proto_descriptor": settings.descriptor_path}
+    return {"proto_descriptor_bin": base64.b64encode(descriptor).decode()}
+
+
+def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -> list[dict]:
+    return [
+        {"name": "envoy.filters.http.lua", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": lua_source},
+        }},
+        {"name": "envoy.filters.http.health_check", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": HEALTHZ_PATH}}],
+            # Healthy iff >= one host is: one host of N is 100/N percent.
+            "cluster_min_healthy_percentages": {
+                CLUSTER: {"value": math.floor(100_000 / len(settings.upstreams)) / 1000},
+            },
+        }},
+        {"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": settings.max_request_bytes,
+        }},
+        {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            **_descriptor_source(settings, descriptor),
+            "services": list(settings.services),
+            "print_options": {
+                "add_whitespace": False,
+                "always_print_primitive_fields": True,
+                "preserve_proto_field_names": True,
+            },
+            "auto_mapping": False,
+            # 404 for unknown paths instead of passing them upstream (a 503);
+            # 400 for query parameters no field takes.
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+            },
+            # Unknown JSON *body* fields have no switch: the transcoder drops
+            # them silently, which matches the lenient hosted API.
+            # convert_grpc_status stays off: the Lua filter shapes gRPC errors.
+            "max_request_body_size": settings.max_request_bytes,
+            # Unary responses are buffered whole; the default cap is the
+            # connection buffer (1 MiB), beyond which it answers 500.
+            "max_response_body_size": settings.max_response_bytes,
+        }},
+        {"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        }},
+    ]
+
+
+def _upstream_route(settings: EnvoySettings) -> dict:
+    return {
+        "cluster": CLUSTER,
+        "timeout": _duration(settings.route_timeout_s),
+        # A gRPC client's grpc-timeout header bounds the call, up to the cap.
+        "max_stream_duration": {"grpc_timeout_header_max": _duration(settings.route_timeout_s)},
+        # Only failures where the request surely never reached a server.
+        "retry_policy": {
+            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            "num_retries": max(1, len(settings.upstreams) - 1),
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+            }],
+            "host_selection_retry_max_attempts": 3,
+        },
+    }
+
+
+def _routes(settings: EnvoySettings, fds: descriptor_pb2.FileDescriptorSet) -> list[dict]:
+    disabled = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    grpc_route = {
+        "name": "grpc",
+        "match": {"prefix": "/", "grpc": {}},
+        "route": _upstream_route(settings),
+        "typed_per_filter_config": {"envoy.filters.http.buffer": disabled},
+    }
+    not_allowed = method_not_allowed_routes(
+        http_rules(fds, settings.services),
+        {"envoy.filters.http.grpc_json_transcoder": disabled, "envoy.filters.http.buffer": disabled},
+    )
+    rest_route = {"name": "rest", "match": {"prefix": "/"}, "route": _upstream_route(settings)}
+    return [grpc_route, *not_allowed, rest_route]
+
+
+def _access_log(path: str) -> list[dict]:
+    fmt = ('[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
+           "grpc=%GRPC_STATUS_NUMBER% flags=%RESPONSE_FLAGS% in=%BYTES_RECEIVED% "
+           "out=%BYTES_SENT% %DURATION%ms upstream=%UPSTREAM_HOST%\n")
+    return [{"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": path,
+        "log_format": {"text_format_source": {"inline_string": fmt}},
+    }}]
+
+
+def _cluster(settings: EnvoySettings) -> dict:
+    return {
+        "name": CLUSTER,
+        "type": "STRICT_DNS" if any(not _is_ip(h) for h, _ in settings.upstreams) else "STATIC",
+        "connect_timeout": _duration(settings.connect_timeout_s),
+        "lb_policy": "LEAST_REQUEST",
+        # Never route to a replica its health check calls unhealthy (default
+        # panic mode would spray all hosts once < 50 % are healthy).
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        },
+        "load_assignment": {"cluster_name": CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in settings.upstreams
+        ]}]},
+        "health_checks": [{
+            "timeout": _duration(settings.health_check_timeout_s),
+            "interval": _duration(settings.health_check_interval_s),
+            # Default no_traffic_interval is 60 s: an idle cluster would notice
+            # a recovered replica only a minute later.
+            "no_traffic_interval": _duration(settings.health_check_interval_s),
+            "unhealthy_threshold": settings.unhealthy_threshold,
+            "healthy_threshold": settings.healthy_threshold,
+            "grpc_health_check": {"service_name": settings.health_check_service},
+        }],
+    }
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dict:
+    """The bootstrap as a dict. ``descriptor`` defaults to the file's bytes."""
+    if not settings.upstreams:
+        raise ValueError("EnvoySettings.upstreams must list at least one gRPC server")
+    if descriptor is None:
+        if not settings.descriptor_path:
+            raise ValueError("no descriptor: set EnvoySettings.descriptor_path or pass the bytes")
+        with open(settings.descriptor_path, "rb") as f:
+            descriptor = f.read()
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor)
+    lua_source = render_lua(
+        http_mapping_by_grpc_code(), http_code_table(),
+        {s: _phrase(s) for s in http_code_table()},
+    )
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gliner",
+        "codec_type": "AUTO",
+        "normalize_path": True,
+        "route_config": {"name": "gliner", "virtual_hosts": [
+            {"name": "gliner", "domains": ["*"], "routes": _routes(settings, fds)},
+        ]},
+        "http_filters": _http_filters(settings, lua_source, descriptor),
+        "local_reply_config": _local_reply_config(),
+    }
+    if settings.access_log_path:
+        hcm["access_log"] = _access_log(settings.access_log_path)
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "gliner",
+                "address": {"socket_address": {"address": settings.listen_host, "port_value": settings.listen_port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm,
+                }]}],
+            }],
+            "clusters": [_cluster(settings)],
+        },
+    }
+
+
+def render_config(settings: EnvoySettings, descriptor: bytes | None = None) -> str:
+    """Envoy bootstrap as JSON text (JSON is valid YAML; Envoy reads either)."""
+    return json.dumps(config_dict(settings, descriptor), indent=2) + "\n"

