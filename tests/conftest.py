@@ -54,3 +54,58 @@ def loaded(path: Path, precision: str, cache_dir: Path):
     if key not in _models:
         _models[key] = load_model(str(path), precision=precision, cache_dir=cache_dir)
     return _models[key]
+
+
+API_KEY = "test-key-0123456789"
+OTHER_KEY = "second-key-abcdef"
+
+
+class Stack:
+    def __init__(self, process, port: int, log_path: Path):
+        self.process, self.port, self.log_path = process, port, log_path
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def start_stack(checkpoint: Path, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0) -> Stack:
+    """Runs the real `gliner2-serve` command and waits until it says SERVING."""
+    import subprocess
+    import time
+
+    from gliner_server.envoy import free_port
+
+    port = free_port()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "serve.log"
+    command = [sys.executable, "-m", "gliner_server.cli", "--model", str(checkpoint), "--port", str(port),
+               "--host", "127.0.0.1", "--cache-dir", str(cache_dir), "--run-dir", str(run_dir), *extra]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while b"SERVING" not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"gliner2-serve did not start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.2)
+    return Stack(process, port, log_path)
+
+
+def stop_stack(stack: Stack) -> int:
+    stack.process.terminate()
+    return stack.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def stack(span_checkpoint, cache_dir, work_dir):
+    stack = start_stack(span_checkpoint, cache_dir, work_dir / "stack", "--api-key", API_KEY,
+                        "--api-key", OTHER_KEY)
+    yield stack
+    assert stop_stack(stack) == 0, stack.log()
+
+
+@pytest.fixture(scope="session")
+def reference(span_checkpoint, cache_dir):
+    """The gliner2 library on the same checkpoint, PyTorch encoder, in this process."""
+    return loaded(span_checkpoint, "torch", cache_dir).model

@@ -15,6 +15,7 @@ client reads ``result`` when present, and needs an object at the top).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,9 @@ class Gliner2Call:
 
     def answer(self, outcome: ExtractionOutcome) -> Any:
         return {"result": outcome.results} if self.batch else outcome.results[0]
+
+    def answer_json(self, outcome: ExtractionOutcome) -> bytes:
+        return json.dumps(self.answer(outcome), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _texts(body: dict) -> tuple[tuple[str, ...], bool]:
@@ -115,6 +119,23 @@ def _flag(body: dict, name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ServiceError.invalid(f"{name} must be true or false", field=name)
     return value
+
+
+def decode_body(raw: bytes) -> Any:
+    """The request body as JSON values, keeping object key order (it orders the schema)."""
+    if not raw or not raw.strip():
+        raise ServiceError.invalid("The request body must be a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ServiceError.invalid("The request body is not UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as error:
+        raise ServiceError.invalid(f"Malformed JSON body: {error.msg} at line {error.lineno} "
+                                   f"column {error.colno}") from None
+
+
+def parse_json(raw: bytes) -> Gliner2Call:
+    return parse(decode_body(raw))
 
 
 def parse(body: dict) -> Gliner2Call:

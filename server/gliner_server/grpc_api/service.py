@@ -60,5 +60,5 @@ class GlinerService(service_grpc.GlinerServiceServicer):
 
     @rpc
     def Gliner2(self, request, context):
-        call = gliner2_api.parse(convert.gliner2_body(request))
-        return convert.to_value(call.answer(self.engine.run(call.request)))
+        call = gliner2_api.parse_json(request.body.data)
+        return convert.json_http_body(call.answer_json(self.engine.run(call.request)))
