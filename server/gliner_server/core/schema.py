@@ -135,7 +135,7 @@ def build_schema(**parts) -> ExtractionSchema:
     try:
         return ExtractionSchema(**parts)
     except ValidationError as error:
-        raise ServiceError.invalid(describe_validation_error(error, "schema")) from None
+        raise ServiceError.invalid(describe_validation_error(error, "schema"), field="schema") from None
 
 
 def describe_validation_error(error, root: str) -> str:

@@ -17,15 +17,19 @@ from ..core.schema import (ClassificationSpec, EntitySpec, RelationSpec, Structu
 from ..errors import ServiceError
 
 
+def _root(where: str) -> str:
+    return where.split(".")[0].split("[")[0]
+
+
 def _invalid(where: str, message: str) -> ServiceError:
-    return ServiceError.invalid(f"Invalid {where}: {message}", field=where.split(".")[0].split("[")[0])
+    return ServiceError.invalid(f"Invalid {where}: {message}", field=_root(where))
 
 
 def _build(cls, where: str, **values):
     try:
         return cls(**values)
     except ValidationError as error:
-        raise ServiceError.invalid(describe_validation_error(error, where)) from None
+        raise ServiceError.invalid(describe_validation_error(error, where), field=_root(where)) from None
 
 
 def _named_types(value: Any, where: str, cls, options: set[str]) -> tuple:
@@ -107,7 +111,8 @@ def structure_specs(value: Any, where: str = "structures", *, json_api: bool = F
             try:
                 parsed.append(parse_field_spec(spec))
             except ValidationError as error:
-                raise ServiceError.invalid(describe_validation_error(error, f"{where}.{name}[{i}]")) from None
+                raise ServiceError.invalid(describe_validation_error(error, f"{where}.{name}[{i}]"),
+                                           field=_root(where)) from None
             except ValueError as error:
                 raise _invalid(f"{where}.{name}[{i}]", str(error)) from None
         specs.append(_build(StructureSpec, f"{where}.{name}", name=name, fields=tuple(parsed), json_api=json_api))
