@@ -94,22 +94,18 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _not_grpc_request() -> dict:
-    """True unless the Lua filter flagged the request as native gRPC.
+def _grpc_request() -> dict:
+    """True when the Lua filter flagged the request as native gRPC.
 
     Not a ``content-type`` header filter: the transcoder rewrites a REST
     request's ``content-type`` to ``application/grpc`` before it parses the
-    body, so its own 400s would look like gRPC. Replies sent before the Lua
-    filter ran (codec errors) have no flag and are shaped.
+    body, so its own 400s would look like gRPC. (Envoy 1.40 ignores
+    ``MetadataMatcher.invert`` inside an access-log ``metadata_filter``, so
+    "not gRPC" is expressed by a first, rewrite-free mapper instead.)
     """
     return {"metadata_filter": {
-        "matcher": {
-            "filter": METADATA_NAMESPACE,
-            "path": [{"key": "grpc"}],
-            "value": {"bool_match": True},
-            "invert": True,
-        },
-        "match_if_key_not_found": True,
+        "matcher": {"filter": METADATA_NAMESPACE, "path": [{"key": "grpc"}], "value": {"bool_match": True}},
+        "match_if_key_not_found": False,
     }}
 
 
@@ -127,26 +123,31 @@ def _error_format(code: str) -> dict:
 
 
 def _local_reply_config() -> dict:
-    """Mappers turning every non-gRPC local reply >= 400 into the error shape.
+    """Mappers turning every REST local reply >= 400 into the error shape.
 
-    ``json_format`` does the JSON escaping. Local replies with an empty body
-    (the health check's 503) get a ``body`` first, since ``%LOCAL_REPLY_BODY%``
-    would be empty.
+    Mappers are tried in order and the first match wins: native gRPC requests
+    hit a mapper that rewrites nothing (Envoy then sends its usual
+    trailers-only gRPC status). ``json_format`` does the JSON escaping. The
+    health check's 503 has an empty body, so it gets a ``body`` first
+    (``%LOCAL_REPLY_BODY%`` would be empty).
     """
-    mappers = [{
-        "filter": {"and_filter": {"filters": [
-            _status_filter("GE", 400), _not_grpc_request(),
-            {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ_PATH}}}},
-        ]}},
-        "body": {"inline_string": _UNHEALTHY_MESSAGE},
-        "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
-    }]
-    specific = sorted(http_code_table().items())
+    mappers = [
+        {"filter": _grpc_request()},
+        {
+            "filter": {"and_filter": {"filters": [
+                _status_filter("GE", 400),
+                {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ_PATH}}}},
+            ]}},
+            "body": {"inline_string": _UNHEALTHY_MESSAGE},
+            "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
+        },
+    ]
+    specific = [(s, c, "EQ") for s, c in sorted(http_code_table().items())]
     fallbacks = [(500, ErrorKind.SERVER_ERROR.provider_code, "GE"),
                  (400, ErrorKind.INVALID_REQUEST.provider_code, "GE")]
-    for status, code, op in [(s, c, "EQ") for s, c in specific] + fallbacks:
+    for status, code, op in specific + fallbacks:
         mappers.append({
-            "filter": {"and_filter": {"filters": [_status_filter(op, status), _not_grpc_request()]}},
+            "filter": _status_filter(op, status),
             "body_format_override": _error_format(code),
         })
     return {"mappers": mappers}
@@ -195,7 +196,10 @@ def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -
             },
             # Unknown JSON *body* fields have no switch: the transcoder drops
             # them silently, which matches the lenient hosted API.
-            # convert_grpc_status stays off: the Lua filter shapes gRPC errors.
+            # A gRPC error always gets a google.rpc.Status JSON body, even when
+            # the server sent headers before failing; the Lua filter rewrites
+            # that body (it cannot create one from nothing).
+            "convert_grpc_status": True,
             "max_request_body_size": settings.max_request_bytes,
             # Unary responses are buffered whole; the default cap is the
             # connection buffer (1 MiB), beyond which it answers 500.

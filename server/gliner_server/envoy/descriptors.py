@@ -49,21 +49,40 @@ def ordered_file_descriptors(
     return ordered
 
 
-def descriptor_set(sources: Iterable[DescriptorSource]) -> descriptor_pb2.FileDescriptorSet:
+def status_detail_modules() -> list[ModuleType]:
+    """``google/rpc/status.proto`` and ``error_details.proto``.
+
+    With ``convert_grpc_status`` the transcoder prints a failed call's
+    ``google.rpc.Status`` as JSON; a detail (``ErrorInfo``, ``BadRequest``...)
+    whose type is not in the descriptor set makes that fail, and the error
+    then reaches the Lua filter in a harder form (see ``lua.py``).
+    """
+    from google.rpc import error_details_pb2, status_pb2
+
+    return [status_pb2, error_details_pb2]
+
+
+def descriptor_set(
+    sources: Iterable[DescriptorSource], *, with_status_details: bool = True
+) -> descriptor_pb2.FileDescriptorSet:
     """A ``FileDescriptorSet`` of ``sources`` and their transitive imports.
 
     ``serialized_pb`` is the exact ``FileDescriptorProto`` protoc embedded in
     the module, so custom options (``google.api.http``) survive unchanged.
+    ``with_status_details`` adds :func:`status_detail_modules`.
     """
+    sources = list(sources) + (status_detail_modules() if with_status_details else [])
     fds = descriptor_pb2.FileDescriptorSet()
     for fd in ordered_file_descriptors(sources):
         fds.file.add().MergeFromString(fd.serialized_pb)
     return fds
 
 
-def descriptor_set_bytes(modules: Iterable[DescriptorSource]) -> bytes:
+def descriptor_set_bytes(
+    modules: Iterable[DescriptorSource], *, with_status_details: bool = True
+) -> bytes:
     """Serialized ``FileDescriptorSet`` for Envoy's ``proto_descriptor``/``_bin``."""
-    return descriptor_set(modules).SerializeToString()
+    return descriptor_set(modules, with_status_details=with_status_details).SerializeToString()
 
 
 _HTTP_VERBS = ("get", "put", "post", "delete", "patch")

@@ -1,23 +1,36 @@
 """Lua source of the error-shaping filter, rendered from the one error table.
 
-The Lua filter rewrites *upstream* gRPC failures of REST requests: after the
-transcoder, such a response still carries the ``grpc-status`` and
-``grpc-message`` (percent-encoded, per the gRPC wire spec) headers, and its
-body is empty. Envoy's ``local_reply_config`` cannot reach these (they are not
-local replies), so this script turns them into the provider's JSON error body
-with the HTTP status of :func:`gliner_server.errors.http_mapping_by_grpc_code`.
+What reaches this filter for a failed *upstream* gRPC call of a REST request
+(Envoy 1.40, transcoder with ``convert_grpc_status: true``): an HTTP status
+the transcoder chose (``Grpc::Utility::grpcToHttpStatus``, not our table) and a
+JSON ``google.rpc.Status`` body ``{"code":N,"message":"...","details":[...]}``.
+That body exists whether the server answered trailers-only or sent headers
+first; without ``convert_grpc_status`` the latter case has *no* body at all and
+Lua cannot add one (``body(true)`` returns nil when the stream ends with
+trailers). If the transcoder cannot print the status (a detail type missing
+from the descriptor set), ``grpc-status``/``grpc-message`` (percent-encoded)
+stay in the response headers instead; both forms are handled.
 
-Native gRPC requests (``content-type: application/grpc*``) are flagged in
-``envoy_on_request`` via dynamic metadata and never touched on the way back, so
+This script maps the gRPC code through
+:func:`gliner_server.errors.http_mapping_by_grpc_code` and writes the
+provider's shape ``{"detail": m, "error": {"code": C, "message": m}}``, byte
+for byte what ``local_reply_config`` produces for Envoy's own errors (those
+arrive here already shaped and are left alone). A REST error that is neither
+(plain text from somewhere unexpected) is wrapped by HTTP status.
+
+Lua API facts this relies on: a headers object fetched before ``body()`` is
+dead afterwards ("object used outside of proper scope"), so headers are
+fetched again; ``body(true)`` wraps an empty body only for header-only
+responses.
+
+Native gRPC requests (``content-type`` ``application/grpc`` or
+``application/grpc+...``) are flagged in ``envoy_on_request`` through dynamic
+metadata (which ``local_reply_config`` also reads) and never touched, so
 ``grpc-status``/``grpc-status-details-bin`` reach gRPC clients unchanged.
 
-A REST error response *without* ``grpc-status`` that is not already JSON (a
-local reply that escaped ``local_reply_config``, or a non-gRPC upstream answer)
-is wrapped as well, keyed by its HTTP status, so no client ever sees
-plain text or HTML.
-
 Envoy's Lua has no JSON library: strings are escaped here (quotes, backslash,
-control characters as ``\\uXXXX``, invalid UTF-8 replaced by U+FFFD).
+control characters as ``\\uXXXX``, invalid UTF-8 replaced by U+FFFD); the
+transcoder's already-escaped ``message`` token is reused verbatim.
 """
 from __future__ import annotations
 
@@ -84,14 +97,28 @@ local function trim(s)
   return s
 end
 
--- Same bytes as local_reply_config's json_format (keys sorted, trailing newline).
-local function error_body(code, message)
-  local m = json_string(message)
-  return '{"detail":' .. m .. ',"error":{"code":' .. json_string(code) .. ',"message":' .. m .. '}}\n'
+-- {"code":N,"message":"..." as printed by the transcoder (proto field order,
+-- always_print_primitive_fields): returns N and the raw, still-escaped token.
+local function rpc_status_fields(text)
+  local code, rest = text:match('^{"code":(%%d+),"message":()')
+  if code == nil then return nil end
+  if text:sub(rest, rest) ~= '"' then return tonumber(code), nil end
+  local j = rest + 1
+  while j <= #text do
+    local c = text:sub(j, j)
+    if c == "\\" then j = j + 2
+    elseif c == '"' then return tonumber(code), text:sub(rest, j)
+    else j = j + 1 end
+  end
+  return tonumber(code), nil
 end
 
--- Native gRPC as the transcoder sees it: application/grpc, or application/grpc+proto
--- etc.; application/grpc-web is not (it is transcoded like any REST call).
+-- Same bytes as local_reply_config's json_format (keys sorted, trailing newline).
+local function error_body(code, message_token)
+  return '{"detail":' .. message_token .. ',"error":{"code":' .. json_string(code) ..
+    ',"message":' .. message_token .. '}}\n'
+end
+
 local function is_grpc(content_type)
   if content_type == nil then return false end
   local ct = content_type:lower()
@@ -112,30 +139,56 @@ function envoy_on_response(response_handle)
   local headers = response_handle:headers()
   local status = tonumber(headers:get(":status")) or 500
   local grpc_status = tonumber(headers:get("grpc-status") or "")
-  local http_status, code, message
+  local grpc_message = headers:get("grpc-message")
+  if status < 400 and (grpc_status == nil or grpc_status == 0) then
+    headers:remove("grpc-status") -- transcoder leftovers on a REST success
+    headers:remove("grpc-message")
+    return
+  end
+
+  local body = response_handle:body(true) -- waits for the whole (small) error body
+  local text = ""
+  if body ~= nil then text = body:getBytes(0, body:length()) end
+  local http_status, code, token
   if grpc_status ~= nil and grpc_status ~= 0 then
     local mapped = GRPC_TO_HTTP[grpc_status] or FALLBACK
     http_status, code = mapped[1], mapped[2]
-    message = percent_decode(headers:get("grpc-message") or "")
-  elseif status >= 400 and not (headers:get("content-type") or ""):find("^application/json") then
-    http_status = status
-    code = HTTP_TO_CODE[status] or (status >= 500 and FALLBACK[2] or CLIENT_FALLBACK)
+    token = json_string(trim(percent_decode(grpc_message or "")))
   else
-    return
+    local rpc_code, raw = rpc_status_fields(text)
+    if rpc_code ~= nil then
+      local mapped = GRPC_TO_HTTP[rpc_code] or FALLBACK
+      http_status, code, token = mapped[1], mapped[2], raw
+    elseif text:find('^{"detail":') then
+      return -- a local reply, already shaped by local_reply_config
+    else
+      http_status = status
+      code = HTTP_TO_CODE[status] or (status >= 500 and FALLBACK[2] or CLIENT_FALLBACK)
+      token = json_string(trim(text))
+    end
   end
-  -- Headers first: they cannot be changed once body() has waited for data.
+  if token == nil or token == '""' then
+    token = json_string(PHRASES[http_status] or "Error")
+  end
+
+  headers = response_handle:headers() -- the one fetched before body() is dead now
   headers:replace(":status", tostring(http_status))
   headers:replace("content-type", "application/json")
   headers:remove("grpc-status")
   headers:remove("grpc-message")
   headers:remove("grpc-status-details-bin")
-  local body = response_handle:body(true)
-  if message == nil then
-    message = body:getBytes(0, body:length())
+  if body == nil then
+    response_handle:logWarn("gliner: cannot attach an error body (gRPC error after headers "
+      .. "whose status the transcoder could not print)")
+    return
   end
-  message = trim(message)
-  if message == "" then message = PHRASES[http_status] or "Error" end
-  body:setBytes(error_body(code, message))
+  body:setBytes(error_body(code, token))
+  local trailers = response_handle:trailers()
+  if trailers ~= nil then
+    trailers:remove("grpc-status")
+    trailers:remove("grpc-message")
+    trailers:remove("grpc-status-details-bin")
+  end
 end
 """
 

@@ -1,0 +1,62 @@
+"""The OpenVINO runtime: IR cache keyed by checkpoint content, precision modes."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import SEED_TEXT, loaded
+from helpers import assert_match
+
+from gliner_server.runtime import loaded_model
+from gliner_server.runtime.checkpoint import content_digest
+from gliner_server.runtime.loaded_model import load_model
+
+LABELS = ["company", "person", "product", "location"]
+
+
+def test_ir_is_converted_once_and_reused(span_checkpoint, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
+    irs = list((cache / "ir").glob("*/encoder.xml"))
+    assert len(irs) == 1 and irs[0].with_suffix(".bin").stat().st_size > 0
+
+    def no_conversion(*_args, **_kwargs):
+        raise AssertionError("the cached IR should have been reused")
+
+    monkeypatch.setattr(loaded_model, "export_ir", no_conversion)
+    second = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
+    assert_match(second.model.extract_entities(SEED_TEXT, LABELS, include_confidence=True),
+                 first.model.extract_entities(SEED_TEXT, LABELS, include_confidence=True))
+    bf16 = load_model(str(span_checkpoint), precision="bf16", cache_dir=cache)  # shares the fp32 IR
+    assert bf16.precision == "bf16"
+
+
+def test_cache_key_follows_checkpoint_content(span_checkpoint, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(span_checkpoint, copy)
+    cache = tmp_path / "cache"
+    assert content_digest(copy, cache) == content_digest(span_checkpoint, cache)
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace("{", '{"_edited": true, ', 1))
+    assert content_digest(copy, cache) != content_digest(span_checkpoint, cache)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_modes_run(span_checkpoint, cache_dir, precision):
+    """bf16 and int8 (weight-only) give results of the same form; their agreement with
+    f32 is measured by the benchmark, not asserted to be exact."""
+    model = loaded(span_checkpoint, precision, cache_dir)
+    exact = loaded(span_checkpoint, "f32", cache_dir)
+    got = model.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    want = exact.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    assert list(got["entities"]) == LABELS
+    assert all(0.0 <= m["confidence"] <= 1.0 for ms in got["entities"].values() for m in ms)
+    assert sum(map(len, got["entities"].values())) > 0
+    top = lambda r: {label: ms[0]["text"] for label, ms in r["entities"].items() if ms}  # noqa: E731
+    assert top(got).keys() == top(want).keys()
+
+
+def test_unknown_precision_is_refused(span_checkpoint, cache_dir):
+    with pytest.raises(ValueError, match="precision"):
+        load_model(str(span_checkpoint), precision="fp8", cache_dir=cache_dir)
