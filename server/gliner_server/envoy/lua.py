@@ -119,6 +119,13 @@ local function error_body(code, message_token)
     ',"message":' .. message_token .. '}}\n'
 end
 
+-- gRPC wire headers mean nothing to a REST client.
+local GRPC_HEADERS = {"grpc-status", "grpc-message", "grpc-status-details-bin",
+                      "grpc-accept-encoding", "grpc-encoding"}
+local function strip_grpc(map)
+  for _, name in ipairs(GRPC_HEADERS) do map:remove(name) end
+end
+
 local function is_grpc(content_type)
   if content_type == nil then return false end
   local ct = content_type:lower()
@@ -141,8 +148,7 @@ function envoy_on_response(response_handle)
   local grpc_status = tonumber(headers:get("grpc-status") or "")
   local grpc_message = headers:get("grpc-message")
   if status < 400 and (grpc_status == nil or grpc_status == 0) then
-    headers:remove("grpc-status") -- transcoder leftovers on a REST success
-    headers:remove("grpc-message")
+    strip_grpc(headers) -- leftovers on a REST success
     return
   end
 
@@ -174,9 +180,7 @@ function envoy_on_response(response_handle)
   headers = response_handle:headers() -- the one fetched before body() is dead now
   headers:replace(":status", tostring(http_status))
   headers:replace("content-type", "application/json")
-  headers:remove("grpc-status")
-  headers:remove("grpc-message")
-  headers:remove("grpc-status-details-bin")
+  strip_grpc(headers)
   if body == nil then
     response_handle:logWarn("gliner: cannot attach an error body (gRPC error after headers "
       .. "whose status the transcoder could not print)")
@@ -184,11 +188,7 @@ function envoy_on_response(response_handle)
   end
   body:setBytes(error_body(code, token))
   local trailers = response_handle:trailers()
-  if trailers ~= nil then
-    trailers:remove("grpc-status")
-    trailers:remove("grpc-message")
-    trailers:remove("grpc-status-details-bin")
-  end
+  if trailers ~= nil then strip_grpc(trailers) end
 end
 """
 
