@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
@@ -88,6 +89,8 @@ class FakeGliner(pb_grpc.GlinerServiceServicer):
         return httpbody_pb2.HttpBody(content_type="application/json", data=request.body.data)
 
     def Extract(self, request, context):
+        if request.text.startswith("big:"):
+            return pb.ExtractResponse(model_id="x" * int(request.text[4:]))
         return pb.ExtractResponse(model_id=self.name, latency_ms=1.5)
 
 
@@ -124,7 +127,8 @@ def start_envoy(run_dir: Path, upstream_ports: list[int], **overrides) -> EnvoyP
         max_request_bytes=MAX_REQUEST, health_check_interval_s=0.2, health_check_timeout_s=0.5,
         **overrides,
     )
-    return EnvoyProcess(settings, run_dir, descriptor=descriptor_set_bytes([pb]), concurrency=1).start()
+    return EnvoyProcess(settings, run_dir, descriptor=descriptor_set_bytes([pb]), concurrency=1,
+                        file_flush_interval_ms=100).start()
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +256,9 @@ def test_response_larger_than_a_connection_buffer(base):
     response = gliner2(base, {"text": "big:3000000"})
     assert response.status_code == 200
     assert len(response.json()) == 3_000_000
+    typed = requests.post(f"{base}/v1/extract", json={"text": "big:3000000"}, timeout=10)
+    assert typed.status_code == 200  # buffered whole over HTTP/1.1: max_response_bytes
+    assert len(typed.json()["model_id"]) == 3_000_000
 
 
 # --------------------------------------------------------------------------- upstream gRPC errors
@@ -353,12 +360,9 @@ def test_healthz_is_answered_by_envoy(base):
 def test_access_log_has_no_bodies(base, envoy):
     gliner2(base, {"text": SECRET})
     log = Path(envoy.settings.access_log_path)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and "/gliner-2" not in (log.read_text() if log.exists() else ""):
-        time.sleep(0.1)  # Envoy flushes access logs periodically
-    text = log.read_text()
-    assert "POST /gliner-2" in text
-    assert SECRET not in text
+    # Flushed every 100 ms (file_flush_interval_ms).
+    assert _wait_for(lambda: log.exists() and "POST /gliner-2" in log.read_text())
+    assert SECRET not in log.read_text()
 
 
 # --------------------------------------------------------------------------- native gRPC through Envoy
@@ -375,16 +379,25 @@ def test_native_grpc_calls(channel):
 
 
 @pytest.mark.parametrize("version", ["v1alpha", "v1"])
-def test_reflection_through_envoy(channel, version):
+def test_reflection_streams_through_envoy(channel, version):
+    """Interactive bidi stream: the second request is only sent once the first
+    answer arrived, which would deadlock if Envoy buffered gRPC requests."""
     call = channel.stream_stream(
         f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-    requests_ = iter([reflection_pb2.ServerReflectionRequest(list_services=""),
-                      reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)])
-    listed, files = list(call(requests_, timeout=5))
+    answered = threading.Event()
+
+    def outgoing():
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+        assert answered.wait(5)
+        yield reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)
+
+    responses = call(outgoing(), timeout=10)
+    listed = next(responses)
+    answered.set()
     assert SERVICE in [s.name for s in listed.list_services_response.service]
-    assert files.file_descriptor_response.file_descriptor_proto
+    assert next(responses).file_descriptor_response.file_descriptor_proto
     assert reflection_pb2_grpc  # the generated stub module is importable too
 
 
@@ -479,6 +492,19 @@ def test_route_timeout_is_a_504(tmp_path, upstream):
     try:
         response = gliner2(f"http://127.0.0.1:{proc.port}", {"text": "sleep:1"})
         assert_error(response, 504, "TIMEOUT")
+    finally:
+        proc.stop()
+
+
+def test_response_over_the_limit_is_a_shaped_500(tmp_path, upstream):
+    """The transcoder refuses a big typed response while *encoding*: a local
+    reply that skips the Lua filter, shaped by local_reply_config alone.
+    (HttpBody answers, POST /gliner-2, are passed through unbuffered.)"""
+    proc = start_envoy(tmp_path, [upstream.port], max_response_bytes=1000)
+    try:
+        url = f"http://127.0.0.1:{proc.port}/v1/extract"
+        assert_error(requests.post(url, json={"text": "big:5000"}, timeout=10), 500, "SERVER_ERROR")
+        assert gliner2(f"http://127.0.0.1:{proc.port}", {"text": "big:5000"}).status_code == 200
     finally:
         proc.stop()
 

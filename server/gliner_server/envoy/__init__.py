@@ -11,12 +11,14 @@ Typical use from a supervisor::
                              services=["gliner.v1.GlinerService"])
     envoy = EnvoyProcess(settings, run_dir,
                          descriptor=descriptor_set_bytes([gliner_service_pb2]))
-    envoy.start()          # returns once admin /ready says LIVE
-    ...
+    envoy.start()          # returns once admin /ready says LIVE; envoy.port is bound
+    ...                    # poll envoy.is_running(); restart with listen_port=envoy.port
     envoy.stop()           # SIGTERM, then SIGKILL after a timeout
+
+Start it from a long-lived thread: Envoy gets SIGTERM when that thread exits.
 """
 from .config import EnvoySettings, config_dict, render_config
-from .descriptors import descriptor_set, descriptor_set_bytes, http_rules
+from .descriptors import descriptor_set, descriptor_set_bytes, http_rules, status_detail_modules
 from .process import EnvoyProcess, EnvoyStartError, envoy_binary, free_port
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "free_port",
     "http_rules",
     "render_config",
+    "status_detail_modules",
 ]

@@ -3,29 +3,36 @@
 One listener (``codec_type: AUTO``: HTTP/1.1 and h2c on the same port) serves
 both REST/JSON, transcoded by ``envoy.filters.http.grpc_json_transcoder``, and
 native gRPC, which the transcoder passes through untouched (it only acts on
-requests whose ``content-type`` is not ``application/grpc*``).
+requests whose ``content-type`` is not ``application/grpc``/``grpc+...``).
 
 HTTP filter order (decode order; responses run through it in reverse):
 
-1. ``envoy.filters.http.lua`` - error shaping of upstream gRPC failures of
-   REST requests (see :mod:`.lua`). First, so it sees every response.
+1. ``envoy.filters.http.lua`` - shapes upstream gRPC failures of REST requests
+   (see :mod:`.lua`) and flags native gRPC requests. First, so it sees every
+   response.
 2. ``envoy.filters.http.health_check`` - ``/healthz`` answered by Envoy
    (``pass_through_mode: false``) from ``cluster_min_healthy_percentages``.
 3. ``envoy.filters.http.buffer`` - REST bodies over ``max_request_bytes`` get
    413. The transcoder streams request bodies, so its own
    ``max_request_body_size`` alone does not bound them. Disabled per route
-   for native gRPC (streams must not be buffered).
+   for native gRPC (a buffered bidi stream would deadlock).
 4. ``envoy.filters.http.grpc_json_transcoder``.
 5. ``envoy.filters.http.router``.
 
-Local replies (Envoy's own errors: transcoder parse failures, 404 from
-``reject_unknown_method``, 405 direct responses, 413, 503 no upstream, 504)
-are shaped by ``local_reply_config`` mappers: it is the only mechanism that
-also covers replies sent while *encoding* (e.g. the transcoder's "response
-too large" 500 goes straight to the codec and skips the Lua filter).
+Routes: native gRPC (``match.grpc``) first; then one 405 route per transcoded
+path template (see :mod:`.routes`); then everything else to the cluster, where
+the transcoder answers 404 for unknown paths (``reject_unknown_method``).
+
+Envoy's own errors (transcoder parse failures, 404, 405, 413, 503 no healthy
+upstream, 504, codec errors) are *local replies*, shaped by
+``local_reply_config`` mappers with ``json_format``. That is the only mechanism
+that also reaches replies sent while encoding or before any filter ran (the
+transcoder's "response too large" 500, an HTTP/1 parse error). Upstream gRPC
+errors are not local replies; the Lua filter shapes those.
 
 Everything derived from the error table comes from
-:func:`gliner_server.errors.http_mapping_by_grpc_code`; nothing is copied by hand.
+:func:`gliner_server.errors.http_mapping_by_grpc_code` and
+:class:`gliner_server.errors.ErrorKind`; nothing is copied by hand.
 """
 from __future__ import annotations
 
@@ -306,6 +313,8 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
     """The bootstrap as a dict. ``descriptor`` defaults to the file's bytes."""
     if not settings.upstreams:
         raise ValueError("EnvoySettings.upstreams must list at least one gRPC server")
+    if not settings.services:
+        raise ValueError("EnvoySettings.services must name at least one service to transcode")
     if descriptor is None:
         if not settings.descriptor_path:
             raise ValueError("no descriptor: set EnvoySettings.descriptor_path or pass the bytes")

