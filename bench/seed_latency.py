@@ -78,7 +78,7 @@ def main() -> None:
     try:
         reference = load_model(str(checkpoint), precision="torch", cache_dir=args.cache / "ov-cache").model
         runtime = load_model(str(checkpoint), precision=args.precision, cache_dir=args.cache / "ov-cache")
-        engine = InferenceEngine({runtime.model_id: runtime}, runtime.model_id)
+        engine = InferenceEngine.of(runtime)
         body = {"text": SEED, "labels": LABELS}
         session = requests.Session()
         session.headers.update({"X-API-Key": KEY})

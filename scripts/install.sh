@@ -16,3 +16,18 @@ python="${PYTHON:-python3}"
 if [ ! -x .tools/node_modules/.bin/buf ]; then
   npm install --silent --no-fund --no-audit --prefix .tools "@bufbuild/buf@1.75.0" >/dev/null
 fi
+# PostgreSQL server binaries: the history-store tests start a throwaway cluster
+# (initdb/pg_ctl) of their own. Installed from Debian, without the package's
+# default "main" cluster, only when missing and only as root.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "install.sh: PostgreSQL server binaries (initdb) not found and not installing them" \
+         "(needs root and apt-get); the PostgreSQL history-store tests will be skipped." \
+         "Install the Debian package 'postgresql' to run them." >&2
+  fi
+fi

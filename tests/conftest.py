@@ -80,7 +80,8 @@ def start_stack(checkpoint: Path, cache_dir: Path, run_dir: Path, *extra: str, t
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "serve.log"
     command = [sys.executable, "-m", "gliner_server.cli", "--model", str(checkpoint), "--port", str(port),
-               "--host", "127.0.0.1", "--cache-dir", str(cache_dir), "--run-dir", str(run_dir), *extra]
+               "--host", "127.0.0.1", "--cache-dir", str(cache_dir), "--run-dir", str(run_dir),
+               "--data-dir", str(run_dir / "data"), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ def pair(request, checkpoints, cache_dir):
     reference = loaded(path, "torch", cache_dir)
     assert isinstance(served.model.encoder, OpenVINOEncoder)
     assert not isinstance(reference.model.encoder, OpenVINOEncoder)
-    engine = InferenceEngine({served.model_id: served}, served.model_id)
+    engine = InferenceEngine.of(served)
     return engine, reference.model
 
 
@@ -181,7 +181,7 @@ def test_boundary_choice_fields_fail_like_the_library(checkpoints, cache_dir):
     structures = {"product": ["name::str", "category::[phone|laptop|tablet]"]}
     with pytest.raises(ValueError, match="out of range"):
         reference.extract_json(TEXTS[1], structures, threshold=0.45)
-    engine = InferenceEngine({served.model_id: served}, served.model_id)
+    engine = InferenceEngine.of(served)
     with pytest.raises(ServiceError) as caught:
         serve(engine, {"task": "extract_json", "text": TEXTS[1], "schema": structures, "threshold": 0.45})
     assert caught.value.kind is ErrorKind.SERVER_ERROR

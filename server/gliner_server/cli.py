@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
+from .config import ServiceConfig, anonymous_client_id, load_config
 from .runtime.openvino_encoder import PRECISIONS
 
 logger = logging.getLogger("gliner2-serve")
@@ -28,8 +29,16 @@ WARM_UP_TEXTS = ("Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday.
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gliner2-serve", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=os.environ.get("GLINER2_MODEL", DEFAULT_MODEL),
-                   help=f"hub id or checkpoint directory (default {DEFAULT_MODEL})")
+    p.add_argument("--config", type=Path, default=os.environ.get("GLINER2_CONFIG"),
+                   help="YAML file with models, /run endpoints, API clients and storage (see README)")
+    p.add_argument("--model", default=os.environ.get("GLINER2_MODEL"),
+                   help=f"the default model: hub id or checkpoint directory (default: the config's, "
+                        f"else {DEFAULT_MODEL})")
+    p.add_argument("--database-url",
+                   help="inference history database (default sqlite in --data-dir; postgresql+psycopg://... "
+                        "to share one history between replicas)")
+    p.add_argument("--data-dir", type=Path, default=os.environ.get("GLINER2_DATA_DIR"),
+                   help="where the default SQLite history lives (default ~/.local/share/gliner2-service)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GLINER2_PORT", 8080)),
                    help="Envoy port for REST and native gRPC (default 8080)")
     p.add_argument("--host", default="0.0.0.0", help="address Envoy listens on (default 0.0.0.0)")
@@ -64,6 +73,23 @@ def _warm_up(engine) -> None:
         engine.run(ExtractionRequest(texts=(text,), schema=schema))
 
 
+def api_keys(config: ServiceConfig, extra_keys: list[str]):
+    """Named clients from the config, plus keys from flags/env under anonymous ids."""
+    from .core.recording import Caller
+    from .grpc_api.auth import ApiKeys
+
+    clients = [(k.resolve(), Caller(k.name, k.privacy_mode)) for k in config.api_keys]
+    clients += [(key, Caller(anonymous_client_id(key))) for key in extra_keys]
+    return ApiKeys(clients)
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 class _Stop:
     def __init__(self):
         self.event = threading.Event()
@@ -81,27 +107,45 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    from .runtime.checkpoint import CheckpointUnavailable
-    from .runtime.loaded_model import load_model
-
     try:
-        keys = collect_api_keys(args.api_key, args.api_key_file)
-    except OSError as error:
-        sys.exit(f"gliner2-serve: cannot read API keys: {error}")
-    started = time.perf_counter()
-    try:
-        model = load_model(args.model, precision=args.precision, cache_dir=args.cache_dir)
-    except CheckpointUnavailable as error:
+        config = load_config(args.config).with_default_model(args.model or None)
+        if not config.default_model:
+            config = config.with_default_model(DEFAULT_MODEL)
+        keys = api_keys(config, collect_api_keys(args.api_key, args.api_key_file))
+    except (OSError, ValueError) as error:
         sys.exit(f"gliner2-serve: {error}")
 
     from .core.engine import InferenceEngine
+    from .core.recording import RecordingEngine
+    from .dialects.run_api import endpoints_from
+    from .errors import ServiceError
     from .grpc_api.server import SERVICE_NAMES, GrpcServer
+    from .history.cli import resolve_database_url
+    from .history.store import HistoryStore
+    from .runtime.registry import ModelRegistry, ModelSpec
 
-    engine = InferenceEngine({model.model_id: model}, model.model_id, batch_size=args.batch_size)
+    started = time.perf_counter()
+    registry = ModelRegistry(
+        [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,
+                   kind=m.resolved_kind) for m in config.models],
+        config.default_model, precision=args.precision, cache_dir=args.cache_dir,
+        max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes)
+    try:
+        model = registry.preload()
+    except ServiceError as error:  # the cause carries the operator's guidance (e.g. how to serve a local dir)
+        sys.exit(f"gliner2-serve: {error.__cause__ or error.message}")
+    database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
+    if database_url.startswith("sqlite:///"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    history = HistoryStore.open(database_url)
+
+    engine = RecordingEngine(InferenceEngine(registry, batch_size=args.batch_size), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
-    server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", api_keys=keys, workers=args.workers)
+    server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
+                        endpoints=endpoints_from(config.endpoints), workers=args.workers,
+                        max_run_inputs=config.max_batch_inputs)
     server.start()
-    _warm_up(engine)
+    _warm_up(engine.engine)
     server.mark_serving()
 
     envoy = None
@@ -109,8 +153,9 @@ def main(argv=None) -> None:
         envoy = _start_envoy(args, server.port, list(SERVICE_NAMES))
     ready = time.perf_counter() - started
     where = f"port {envoy.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
-    logger.info("SERVING %s on %s; precision %s; %s; ready in %.1fs", model.model_id, where, args.precision,
-                f"{len(keys)} API key(s)" if keys else "no authentication", ready)
+    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs", model.model_id, where,
+                args.precision, "API keys required" if keys.enabled else "no authentication",
+                _redacted(database_url), ready)
     print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
 
     restarts: list[float] = []
@@ -128,21 +173,27 @@ def main(argv=None) -> None:
     if envoy is not None:
         envoy.stop()
     server.stop(args.grace)
-    if stop.signal is None:
-        sys.exit(1)
+    history.close()
+    logger.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    # Everything this process owns is released (Envoy stopped, calls drained, history
+    # closed). Skip interpreter finalisation: OpenVINO's and PyTorch's native thread
+    # pools can crash or hang in their destructors at exit, turning a clean stop into
+    # a failure exit code for the supervisor (systemd, Kubernetes).
+    os._exit(0 if stop.signal is not None else 1)
 
 
 def _start_envoy(args, grpc_port: int, services: list[str], port: int | None = None):
-    from gliner_client.v1 import gliner_service_pb2
-
     from .envoy import EnvoyProcess, EnvoySettings, descriptor_set_bytes
+    from .grpc_api.server import PROTO_MODULES
 
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="gliner2-serve-"))
     args.run_dir = run_dir
     settings = EnvoySettings(listen_port=port or args.port, admin_port=args.admin_port, listen_host=args.host,
                              upstreams=[(args.grpc_host, grpc_port)], services=services,
                              max_request_bytes=args.max_request_bytes)
-    return EnvoyProcess(settings, run_dir / "envoy", descriptor=descriptor_set_bytes([gliner_service_pb2])).start()
+    return EnvoyProcess(settings, run_dir / "envoy", descriptor=descriptor_set_bytes(PROTO_MODULES)).start()
 
 
 if __name__ == "__main__":

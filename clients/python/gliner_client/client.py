@@ -101,14 +101,15 @@ class GlinerClient:
             raise GlinerError.from_rpc_error(error) from None
 
     def extract(self, text: str, schema: schema_pb2.Schema, *, threshold: Optional[float] = None,
-                model_id: str = "") -> service_pb2.ExtractResponse:
+                model_id: str = "", **history) -> service_pb2.ExtractResponse:
+        """``history``: project_id, training_job_id, privacy_mode (recorded with the inference)."""
         return self._call(self.stub.Extract, service_pb2.ExtractRequest(
-            text=text, schema=schema, threshold=threshold, model_id=model_id))
+            text=text, schema=schema, threshold=threshold, model_id=model_id, **history))
 
     def batch_extract(self, texts: Sequence[str], schema: schema_pb2.Schema, *, threshold: Optional[float] = None,
-                      model_id: str = "") -> service_pb2.BatchExtractResponse:
+                      model_id: str = "", **history) -> service_pb2.BatchExtractResponse:
         return self._call(self.stub.BatchExtract, service_pb2.BatchExtractRequest(
-            texts=list(texts), schema=schema, threshold=threshold, model_id=model_id))
+            texts=list(texts), schema=schema, threshold=threshold, model_id=model_id, **history))
 
     def gliner2(self, body: Mapping[str, Any]) -> Any:
         """POST /gliner-2 semantics over gRPC: the provider's JSON body in, its JSON answer out."""

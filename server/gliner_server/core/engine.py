@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Optional, Protocol
 
 from ..errors import ErrorKind, ServiceError
@@ -40,12 +40,14 @@ class ExtractionRequest:
 
 @dataclass(frozen=True)
 class ExtractionOutcome:
+    texts: tuple[str, ...]
     results: list[Any]      # one JSON-ready library result per text
     model_id: str
     latency_ms: float       # model time only
 
     def typed(self, schema: ExtractionSchema) -> list[TypedResult]:
-        return [typed_result(r, schema) for r in self.results]
+        """Typed results; only meaningful when the request asked for FULL_OUTPUT."""
+        return [typed_result(r, schema, t) for r, t in zip(self.results, self.texts)]
 
 
 class ServableModel(Protocol):
@@ -56,24 +58,53 @@ class ServableModel(Protocol):
                 include_confidence, include_spans) -> list: ...
 
 
-class InferenceEngine:
-    """Validates requests, routes them to a model and runs the library on them."""
+class ModelSource(Protocol):
+    """Where models come from: the registry (lazy, bounded) or a fixed mapping."""
 
-    def __init__(self, models: dict[str, ServableModel], default_model_id: str, *,
-                 batch_size: int = 8, max_text_chars: int = 100_000, max_batch_texts: int = 64):
+    default_model_id: str
+
+    def get(self, model_id: str = "") -> ServableModel: ...
+
+
+class StaticModels:
+    """A fixed set of already-loaded models."""
+
+    def __init__(self, models: dict[str, ServableModel], default_model_id: str):
         if default_model_id not in models:
             raise ValueError(f"default model {default_model_id!r} is not among the loaded models")
-        self.models = OrderedDict(models)
+        self.models = dict(models)
         self.default_model_id = default_model_id
-        self.batch_size = batch_size
-        self.max_text_chars = max_text_chars
-        self.max_batch_texts = max_batch_texts
 
-    def model(self, model_id: str = "") -> ServableModel:
+    def get(self, model_id: str = "") -> ServableModel:
         model = self.models.get(model_id or self.default_model_id)
         if model is None:
             raise ServiceError(ErrorKind.NOT_FOUND, f"Unknown model_id: {model_id}")
         return model
+
+    def specs(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(id=i, kind="base", description="") for i in self.models]
+
+    def loaded_ids(self) -> list[str]:
+        return list(self.models)
+
+
+class InferenceEngine:
+    """Validates requests, routes them to a model and runs the library on them."""
+
+    def __init__(self, models: ModelSource, *, batch_size: int = 8, max_text_chars: int = 100_000,
+                 max_batch_texts: int = 64):
+        self.models = models
+        self.batch_size = batch_size
+        self.max_text_chars = max_text_chars
+        self.max_batch_texts = max_batch_texts
+
+    @classmethod
+    def of(cls, model: ServableModel, **options) -> "InferenceEngine":
+        """An engine over one loaded model (tests, benchmarks)."""
+        return cls(StaticModels({model.model_id: model}, model.model_id), **options)
+
+    def model(self, model_id: str = "") -> ServableModel:
+        return self.models.get(model_id)
 
     def validate_texts(self, texts) -> tuple[str, ...]:
         if not texts:
@@ -117,7 +148,7 @@ class InferenceEngine:
             logger.exception("inference failed for model %s", model.model_id)
             raise ServiceError(ErrorKind.SERVER_ERROR, "Internal inference error; retry with backoff") from None
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return ExtractionOutcome(results=[to_json(r) for r in results], model_id=model.model_id,
+        return ExtractionOutcome(texts=texts, results=[to_json(r) for r in results], model_id=model.model_id,
                                  latency_ms=latency_ms)
 
 

@@ -67,16 +67,28 @@ class TypedResult:
     relations: tuple[RelationMention, ...] = field(default=())
 
 
-def _span(value) -> Optional[Span]:
+def _span(value, text: str) -> Optional[Span]:
+    """A typed span whose offsets index the caller's ``text``.
+
+    The library appends "." to a text without final punctuation before it
+    runs (``processor._normalize_text``), so a span may cover that period:
+    it is clipped to the original text, and dropped if nothing is left.
+    """
     if not isinstance(value, dict) or not value.get("text"):
         return None
-    return Span(text=value["text"], score=float(value.get("confidence", 0.0)),
-                start=value.get("start"), end=value.get("end"))
+    start, end = value.get("start"), value.get("end")
+    covered = value["text"]
+    if start is not None and end is not None:
+        end = min(end, len(text))
+        covered = text[start:end]
+        if not covered.strip():
+            return None
+    return Span(text=covered, score=float(value.get("confidence", 0.0)), start=start, end=end)
 
 
-def _spans(value) -> tuple[Span, ...]:
+def _spans(value, text: str) -> tuple[Span, ...]:
     items = value if isinstance(value, list) else [value]
-    return tuple(s for s in map(_span, items) if s is not None)
+    return tuple(s for s in (_span(i, text) for i in items) if s is not None)
 
 
 def _labels(value) -> tuple[LabelScore, ...]:
@@ -85,13 +97,13 @@ def _labels(value) -> tuple[LabelScore, ...]:
                  for i in items if isinstance(i, dict) and "label" in i)
 
 
-def typed_result(formatted: dict, schema: ExtractionSchema) -> TypedResult:
-    """``formatted`` is one library result with include_confidence and include_spans."""
+def typed_result(formatted: dict, schema: ExtractionSchema, text: str) -> TypedResult:
+    """``formatted`` is the library's result for ``text``, with include_confidence and include_spans."""
     found = formatted.get("entities") or {}
     entities = tuple(
         EntityMention(text=s.text, label=e.name, start=s.start, end=s.end, score=s.score)
         for e in schema.entities
-        for s in _spans(found.get(e.name))
+        for s in _spans(found.get(e.name), text)
         if s.start is not None
     )
     classifications = tuple(
@@ -102,7 +114,7 @@ def typed_result(formatted: dict, schema: ExtractionSchema) -> TypedResult:
         StructureOutcome(
             name=s.name,
             records=tuple(
-                StructureRecord(fields=tuple((f.name, _spans(record.get(f.name))) for f in s.fields))
+                StructureRecord(fields=tuple((f.name, _spans(record.get(f.name), text)) for f in s.fields))
                 for record in formatted.get(s.name) or []
                 if isinstance(record, dict)
             ),
@@ -115,7 +127,7 @@ def typed_result(formatted: dict, schema: ExtractionSchema) -> TypedResult:
         for r in schema.relations
         for pair in found_relations.get(r.name) or []
         if isinstance(pair, dict)
-        for head, tail in [(_span(pair.get("head")), _span(pair.get("tail")))]
+        for head, tail in [(_span(pair.get("head"), text), _span(pair.get("tail"), text))]
         if head is not None and tail is not None
     )
     return TypedResult(entities=entities, classifications=classifications,

@@ -15,14 +15,17 @@ client reads ``result`` when present, and needs an object at the top).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.engine import ExtractionOutcome, ExtractionRequest, OutputOptions, threshold_or_default
+from ..core.engine import ExtractionOutcome, ExtractionRequest, OutputOptions
+from ..core.recording import ANONYMOUS, Caller, Provenance
 from ..core.schema import build_schema
 from ..errors import ServiceError
+from . import body as fields
 from . import schema_json
+
+ROUTE = "/gliner-2"
 
 TASKS = ("extract_entities", "classify_text", "extract_json", "schema")
 # classify_text with {"categories": [...]} names no task; the answer uses this key,
@@ -36,12 +39,13 @@ _SCHEMA_KEYS = {"entities", "entity_dtype", "entity_threshold", "classifications
 class Gliner2Call:
     request: ExtractionRequest
     batch: bool
+    provenance: Provenance
 
     def answer(self, outcome: ExtractionOutcome) -> Any:
         return {"result": outcome.results} if self.batch else outcome.results[0]
 
     def answer_json(self, outcome: ExtractionOutcome) -> bytes:
-        return json.dumps(self.answer(outcome), ensure_ascii=False, separators=(",", ":")).encode()
+        return fields.encode_json(self.answer(outcome))
 
 
 def _texts(body: dict) -> tuple[tuple[str, ...], bool]:
@@ -112,33 +116,11 @@ def _schema_for(task: str, spec: Any):
     return build_schema(**parts)
 
 
-def _flag(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ServiceError.invalid(f"{name} must be true or false", field=name)
-    return value
+def parse_json(raw: bytes, caller: Caller = ANONYMOUS) -> Gliner2Call:
+    return parse(fields.decode_json(raw), caller)
 
 
-def decode_body(raw: bytes) -> Any:
-    """The request body as JSON values, keeping object key order (it orders the schema)."""
-    if not raw or not raw.strip():
-        raise ServiceError.invalid("The request body must be a JSON object")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise ServiceError.invalid("The request body is not UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as error:
-        raise ServiceError.invalid(f"Malformed JSON body: {error.msg} at line {error.lineno} "
-                                   f"column {error.colno}") from None
-
-
-def parse_json(raw: bytes) -> Gliner2Call:
-    return parse(decode_body(raw))
-
-
-def parse(body: dict) -> Gliner2Call:
+def parse(body: dict, caller: Caller = ANONYMOUS) -> Gliner2Call:
     """Translate a /gliner-2 body (already decoded from JSON) into a core request."""
     if not isinstance(body, dict):
         raise ServiceError.invalid("The request body must be a JSON object")
@@ -147,14 +129,18 @@ def parse(body: dict) -> Gliner2Call:
     if task not in TASKS:
         raise ServiceError.invalid(f"Unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
     schema = _schema_for(task, _spec(body, task))
-    threshold = body.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-        raise ServiceError.invalid("threshold must be a number between 0 and 1", field="threshold")
     output = OutputOptions(
-        format_results=_flag(body, "format_results", True),
-        include_confidence=_flag(body, "include_confidence", False),
-        include_spans=_flag(body, "include_spans", False),
+        format_results=fields.optional_flag(body, "format_results", True),
+        include_confidence=fields.optional_flag(body, "include_confidence"),
+        include_spans=fields.optional_flag(body, "include_spans"),
     )
-    request = ExtractionRequest(texts=texts, schema=schema, threshold=threshold_or_default(threshold),
-                                output=output, model_id=body.get("model_id") or "")
-    return Gliner2Call(request=request, batch=batch)
+    request = ExtractionRequest(texts=texts, schema=schema, threshold=fields.threshold(body), output=output,
+                                model_id=fields.optional_str(body, "model_id") or "")
+    provenance = Provenance(
+        route=ROUTE, task=task, caller=caller, project_id=fields.optional_str(body, "project_id"),
+        training_job_id=fields.optional_str(body, "training_job_id"),
+        privacy_mode=fields.optional_flag(body, "privacy_mode"),
+        parameters={"threshold": request.threshold, **{k: getattr(output, k) for k in
+                                                         ("format_results", "include_confidence", "include_spans")}},
+    )
+    return Gliner2Call(request=request, batch=batch, provenance=provenance)

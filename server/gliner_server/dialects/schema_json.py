@@ -36,9 +36,15 @@ def _named_types(value: Any, where: str, cls, options: set[str]) -> tuple:
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list):
-        if not all(isinstance(v, str) for v in value):
-            raise _invalid(where, "expected a list of names (strings)")
-        return tuple(_build(cls, f"{where}[{i}]", name=v) for i, v in enumerate(value))
+        if not all(isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("name"), str)) for v in value):
+            raise _invalid(where, "expected a list of names, or of objects with a 'name'")
+        names = [v if isinstance(v, str) else v["name"] for v in value]
+        if len(set(names)) != len(names):
+            raise _invalid(where, "names must be unique")
+        value = {v: {} for v in value} if all(isinstance(v, str) for v in value) else {
+            (v if isinstance(v, str) else v["name"]): ({} if isinstance(v, str) else
+                                                      {k: x for k, x in v.items() if k != "name"})
+            for v in value}
     if isinstance(value, dict):
         specs = []
         for name, config in value.items():

@@ -2,7 +2,8 @@
 
 Keys arrive as ``x-api-key`` (the hosted APIs' header; Envoy forwards HTTP
 headers as gRPC metadata) or ``authorization: Bearer KEY``. Comparison is in
-constant time, and keys are never logged.
+constant time, and keys are never logged. Each key belongs to a client, whose
+id is what the inference history records and scopes by.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable, Iterable, Optional
 
 import grpc
 
+from ..core.recording import ANONYMOUS, Caller
 from ..errors import ErrorKind, ServiceError
 from .status import to_rpc_status
 
@@ -27,22 +29,31 @@ def presented_key(metadata: Iterable[tuple[str, str]]) -> Optional[str]:
 
 
 class ApiKeys:
-    def __init__(self, keys: Iterable[str]):
-        self._keys = [k.encode() for k in keys if k]
+    """The accepted keys and the client each belongs to."""
+
+    def __init__(self, clients: Iterable[tuple[str, Caller]] = ()):
+        self._clients = [(key.encode(), caller) for key, caller in clients if key]
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        return bool(self._clients)
 
-    def matches(self, candidate: Optional[str]) -> bool:
+    def caller(self, candidate: Optional[str]) -> Optional[Caller]:
+        """The client a key belongs to; ANONYMOUS when auth is off; None when refused."""
+        if not self._clients:
+            return ANONYMOUS
         if candidate is None:
-            return False
+            return None
         given = candidate.encode()
+        found = None
         # Compare against every key so timing does not reveal which one matched.
-        found = False
-        for key in self._keys:
-            found |= hmac.compare_digest(given, key)
+        for key, caller in self._clients:
+            if hmac.compare_digest(given, key) and found is None:
+                found = caller
         return found
+
+    def identify(self, metadata: Iterable[tuple[str, str]]) -> Optional[Caller]:
+        return self.caller(presented_key(metadata or ()))
 
 
 def _denying(handler: grpc.RpcMethodHandler, error: ServiceError) -> grpc.RpcMethodHandler:
@@ -73,7 +84,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if handler is None or not self.keys.enabled or handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
             return handler
         candidate = presented_key(handler_call_details.invocation_metadata or ())
-        if self.keys.matches(candidate):
+        if self.keys.caller(candidate) is not None:
             return handler
         message = "Missing API key" if candidate is None else "Invalid API key"
         return _denying(handler, ServiceError(ErrorKind.UNAUTHORIZED, message))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from concurrent import futures
-from typing import Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -10,29 +9,39 @@ from grpc_reflection.v1alpha import reflection
 
 from gliner_client.v1 import gliner_service_pb2 as service_pb2
 from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
+from gliner_client.v1 import history_service_pb2 as history_pb2
+from gliner_client.v1 import history_service_pb2_grpc as history_grpc
 
-from ..core.engine import InferenceEngine
+from ..core.recording import RecordingEngine
+from ..dialects.run_api import Endpoint
 from .auth import ApiKeys, AuthInterceptor
+from .history_service import InferenceHistoryService
 from .service import GlinerService
 
-SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,)
+PROTO_MODULES = (service_pb2, history_pb2)
+SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,
+                 history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class GrpcServer:
     """The running grpcio server and its health servicer."""
 
-    def __init__(self, engine: InferenceEngine, *, address: str, api_keys: Iterable[str] = (),
-                 workers: int = 16):
+    def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
+                 endpoints: dict[str, Endpoint] | None = None, workers: int = 16, max_run_inputs: int = 64):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-            interceptors=[AuthInterceptor(ApiKeys(api_keys))],
+            interceptors=[AuthInterceptor(keys)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.so_reuseport", 0)],
         )
-        service_grpc.add_GlinerServiceServicer_to_server(GlinerService(engine), self.server)
+        service_grpc.add_GlinerServiceServicer_to_server(
+            GlinerService(engine, keys, endpoints or {}, max_run_inputs=max_run_inputs), self.server)
+        if engine.history is not None:
+            history_grpc.add_InferenceHistoryServiceServicer_to_server(
+                InferenceHistoryService(engine.history, keys), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

@@ -9,10 +9,13 @@ import grpc
 from gliner_client.v1 import gliner_service_pb2 as service_pb2
 from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
 
-from ..core.engine import FULL_OUTPUT, ExtractionRequest, InferenceEngine, threshold_or_default
-from ..dialects import gliner2_api
+from ..core.engine import FULL_OUTPUT, ExtractionRequest, threshold_or_default
+from ..core.recording import Caller, Provenance, RecordingEngine
+from ..dialects import gliner2_api, inference_api
+from ..dialects.run_api import Endpoint, RunDialect
 from ..errors import ErrorKind, ServiceError
 from . import convert
+from .auth import ApiKeys
 from .status import abort
 
 logger = logging.getLogger(__name__)
@@ -34,31 +37,71 @@ def rpc(method):
     return handler
 
 
-class GlinerService(service_grpc.GlinerServiceServicer):
-    def __init__(self, engine: InferenceEngine):
-        self.engine = engine
+def caller_of(keys: ApiKeys, context: grpc.ServicerContext) -> Caller:
+    caller = keys.identify(context.invocation_metadata())
+    if caller is None:  # the interceptor already refused such calls
+        raise ServiceError(ErrorKind.UNAUTHORIZED, "Invalid API key")
+    return caller
 
-    def _typed(self, texts, request) -> tuple:
+
+class GlinerService(service_grpc.GlinerServiceServicer):
+    def __init__(self, engine: RecordingEngine, keys: ApiKeys, endpoints: dict[str, Endpoint], *,
+                 max_run_inputs: int = 64):
+        self.engine = engine
+        self.keys = keys
+        self.endpoints = endpoints
+        self.run_dialect = RunDialect(engine, endpoints, max_inputs=max_run_inputs)
+
+    def _typed(self, texts, request, context, method: str):
         schema = convert.schema_from_proto(request.schema)
         threshold = threshold_or_default(request.threshold if request.HasField("threshold") else None)
-        outcome = self.engine.run(ExtractionRequest(
+        provenance = Provenance(route=f"grpc:{method}", task="schema", caller=caller_of(self.keys, context),
+                                project_id=request.project_id or None,
+                                training_job_id=request.training_job_id or None,
+                                privacy_mode=request.privacy_mode, parameters={"threshold": threshold})
+        recorded = self.engine.run(ExtractionRequest(
             texts=tuple(texts), schema=schema, threshold=threshold, output=FULL_OUTPUT,
-            model_id=request.model_id))
-        return [convert.result_to_proto(r) for r in outcome.typed(schema)], outcome
+            model_id=request.model_id), provenance)
+        results = [convert.result_to_proto(r) for r in recorded.outcome.typed(schema)]
+        return results, recorded
 
     @rpc
     def Extract(self, request, context):
-        results, outcome = self._typed([request.text], request)
-        return service_pb2.ExtractResponse(result=results[0], model_id=outcome.model_id,
-                                           latency_ms=outcome.latency_ms)
+        results, recorded = self._typed([request.text], request, context, "Extract")
+        return service_pb2.ExtractResponse(result=results[0], model_id=recorded.outcome.model_id,
+                                           latency_ms=recorded.outcome.latency_ms,
+                                           inference_id=next(iter(recorded.inference_ids), ""))
 
     @rpc
     def BatchExtract(self, request, context):
-        results, outcome = self._typed(list(request.texts), request)
-        return service_pb2.BatchExtractResponse(results=results, model_id=outcome.model_id,
-                                                latency_ms=outcome.latency_ms)
+        results, recorded = self._typed(list(request.texts), request, context, "BatchExtract")
+        return service_pb2.BatchExtractResponse(results=results, model_id=recorded.outcome.model_id,
+                                                latency_ms=recorded.outcome.latency_ms,
+                                                inference_ids=recorded.inference_ids)
 
     @rpc
     def Gliner2(self, request, context):
-        call = gliner2_api.parse_json(request.body.data)
-        return convert.json_http_body(call.answer_json(self.engine.run(call.request)))
+        call = gliner2_api.parse_json(request.body.data, caller_of(self.keys, context))
+        return convert.json_http_body(call.answer_json(self.engine.run(call.request, call.provenance).outcome))
+
+    @rpc
+    def Run(self, request, context):
+        return convert.json_http_body(self.run_dialect.handle(request.body.data, caller_of(self.keys, context)))
+
+    @rpc
+    def Inference(self, request, context):
+        call = inference_api.parse_json(request.body.data, caller_of(self.keys, context))
+        return convert.json_http_body(call.answer(self.engine.run(call.request, call.provenance)))
+
+    @rpc
+    def ListModels(self, request, context):
+        models = self.engine.engine.models
+        loaded = set(models.loaded_ids())
+        data = [service_pb2.ModelInfo(id=spec.id, object="model", owned_by="gliner2-service", kind=spec.kind,
+                                      description=spec.description, loaded=spec.id in loaded,
+                                      is_default=spec.id == models.default_model_id)
+                for spec in models.specs()]
+        data += [service_pb2.ModelInfo(id=e.id, object="model", owned_by="gliner2-service", kind="endpoint",
+                                       description=e.description, model_id=e.model_id, loaded=e.model_id in loaded)
+                 for e in self.endpoints.values()]
+        return service_pb2.ListModelsResponse(object="list", data=data)

@@ -1,14 +1,16 @@
 """A GLiNER2 checkpoint loaded for serving: library model + OpenVINO encoder."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import resolve_checkpoint, content_digest
+from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
 from .openvino_encoder import PRECISIONS, OpenVINOEncoder, export_ir
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ class LoadedModel:
     precision: str                  # f32 | bf16 | int8 | torch (reference, no OpenVINO)
     architecture: str
     load_seconds: float
+    memory_bytes: int = 0           # approximate resident footprint, see _footprint
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def extract(self, texts: list[str], schema, *, threshold: float, batch_size: int,
@@ -43,9 +46,50 @@ def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:
     return cache_dir / "ir" / f"{digest}-{weights}-ov{version}" / "encoder.xml"
 
 
-def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path) -> LoadedModel:
+def _merge_adapter(model, adapter: Path) -> None:
+    """Apply the LoRA adapter in ``adapter`` to ``model`` and fold it into the weights.
+
+    The library's ``load_lora_adapter`` reads both adapter formats (PEFT's
+    ``adapter_model.safetensors``, which the gliner2 trainer writes, and the legacy
+    ``adapter_weights.safetensors``) and injects LoRA layers into ``model`` in
+    place. Its merge helpers only act on the ``PeftModel`` wrapper it discards, so
+    each injected layer is merged (``W += scale * B @ A``) and swapped for its base
+    layer here, as ``PeftModel.merge_and_unload`` would: the encoder exported to
+    OpenVINO then carries the deltas, and adapted heads run as plain layers.
+    """
+    from gliner2.training.lora import LoRALayer, load_lora_adapter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        layers = load_lora_adapter(model, adapter)
+    if not layers:
+        raise ValueError(f"the adapter in {adapter} targets no layer of this model")
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoRALayer):
+                child.merge()
+                setattr(parent, name, child.get_base_layer())
+
+
+def _footprint(model, ir_path: Path | None) -> int:
+    """Bytes of the PyTorch parameters and buffers still in use plus the IR weights.
+
+    Once the encoder is replaced by OpenVINO, its PyTorch weights are gone and the
+    compiled model holds about the size of the IR's ``.bin``; tokenizer and
+    runtime scratch buffers are small and not counted.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    torch_bytes = sum(t.numel() * t.element_size() for t in tensors)
+    return torch_bytes + (ir_path.with_suffix(".bin").stat().st_size if ir_path else 0)
+
+
+def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
+               adapter: str | Path | None = None) -> LoadedModel:
     """Load ``model_id`` (hub id or directory); convert or reuse the encoder IR.
 
+    ``adapter`` is a LoRA adapter directory applied over the checkpoint and merged
+    into its weights; the IR cache key then combines the checkpoint's and the
+    adapter's content digests, so adapted and base encoders never share an IR.
     ``precision="torch"`` keeps the PyTorch encoder: the reference the
     OpenVINO modes are measured and tested against.
     """
@@ -53,12 +97,22 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path) -> Loa
         raise ValueError(f"precision must be one of {PRECISIONS + ('torch',)}, got {precision!r}")
     started = time.perf_counter()
     checkpoint = resolve_checkpoint(model_id)
+    adapter_dir = Path(adapter).expanduser() if adapter is not None else None
+    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
+        raise CheckpointUnavailable(f"No LoRA adapter at {adapter}: expected a directory with adapter_config.json")
     from gliner2 import AutoExtractor
 
     model = AutoExtractor.from_pretrained(str(checkpoint.path))
+    if adapter_dir is not None:
+        _merge_adapter(model, adapter_dir)
     model.eval()
+    ir_path = None
     if precision != "torch":
-        ir_path = _ir_path(cache_dir, content_digest(checkpoint.path, cache_dir), precision)
+        digest = content_digest(checkpoint.path, cache_dir)
+        if adapter_dir is not None:
+            combined = f"{digest}+{content_digest(adapter_dir, cache_dir)}"
+            digest = hashlib.sha256(combined.encode()).hexdigest()[:32]
+        ir_path = _ir_path(cache_dir, digest, precision)
         if not ir_path.is_file():
             logger.info("converting the encoder of %s to OpenVINO IR (%s)", model_id, ir_path.parent.name)
             export_ir(model.encoder, ir_path, precision)
@@ -69,4 +123,5 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path) -> Loa
         model_id=model_id, model=model, precision=precision,
         architecture=getattr(model, "architecture", "span"),
         load_seconds=time.perf_counter() - started,
+        memory_bytes=_footprint(model, ir_path),
     )

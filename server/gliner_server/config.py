@@ -1,0 +1,140 @@
+"""The service configuration file (YAML): models, /run endpoints, API clients, storage.
+
+    default_model: fastino/gliner2-base-v1
+    models:
+      - id: fastino/gliner2-base-v1           # hub id (source defaults to the id)
+      - id: fastino/gliner2.5-base-v1
+      - id: job_abc123                        # fine-tuned: a full checkpoint directory
+        source: /models/job_abc123
+      - id: job_lora42                        # fine-tuned: a LoRA adapter over a base model
+        source: fastino/gliner2-base-v1
+        adapter: /adapters/job_lora42
+    max_loaded_models: 2                      # least recently used is unloaded beyond this
+    max_loaded_bytes: 4000000000              # ... or beyond this much memory
+    endpoints:
+      - id: fastino-pii-demo
+        model: fastino/gliner2-base-v1
+        description: Names, cars and times in booking messages
+        parameters: {entity_types: [full_name, car, time], threshold: 0.3}
+    api_keys:
+      - name: acme                            # the client id recorded in the history
+        key_env: ACME_API_KEY                 # or key: ..., or key_file: ...
+      - name: hospital
+        key_file: /run/secrets/hospital_key
+        privacy_mode: true                    # record metadata only for this client
+    database_url: sqlite:////var/lib/gliner2/history.db   # or postgresql+psycopg://...
+
+Every key may be omitted; ``gliner2-serve`` flags add to it (``--model`` sets the
+default model, ``--api-key`` adds anonymous-named clients).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    id: str = Field(min_length=1)
+    source: Optional[str] = None          # hub id or directory; defaults to id
+    adapter: Optional[str] = None         # LoRA adapter directory over `source`
+    description: str = ""
+    kind: Optional[Literal["base", "fine_tuned"]] = None
+
+    @property
+    def resolved_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        return "fine_tuned" if self.adapter or self.id.startswith("job_") else "base"
+
+
+class EndpointConfig(_Strict):
+    id: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiKeyConfig(_Strict):
+    name: str = Field(min_length=1)
+    key: Optional[str] = None
+    key_env: Optional[str] = None
+    key_file: Optional[str] = None
+    privacy_mode: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum(x is not None for x in (self.key, self.key_env, self.key_file)) != 1:
+            raise ValueError(f"api key {self.name!r}: give exactly one of key, key_env, key_file")
+        return self
+
+    def resolve(self) -> str:
+        if self.key is not None:
+            return self.key
+        if self.key_env is not None:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise ValueError(f"api key {self.name!r}: environment variable {self.key_env} is not set")
+            return value.strip()
+        return Path(self.key_file).read_text().strip()
+
+
+class ServiceConfig(_Strict):
+    default_model: Optional[str] = None
+    models: list[ModelConfig] = Field(default_factory=list)
+    max_loaded_models: Optional[int] = Field(default=2, ge=1)
+    max_loaded_bytes: Optional[int] = Field(default=None, ge=1)
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    database_url: Optional[str] = None
+    max_batch_inputs: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        ids = [m.id for m in self.models]
+        if len(set(ids)) != len(ids):
+            raise ValueError("model ids must be unique")
+        endpoint_ids = [e.id for e in self.endpoints]
+        if len(set(endpoint_ids)) != len(endpoint_ids) or set(endpoint_ids) & set(ids):
+            raise ValueError("endpoint ids must be unique and differ from model ids")
+        names = [k.name for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("api key names must be unique")
+        return self
+
+    def with_default_model(self, model: Optional[str]) -> "ServiceConfig":
+        """Make ``model`` (a hub id or directory) the default, registering it if needed."""
+        config = self.model_copy(deep=True)
+        if model:
+            config.default_model = model
+        if config.default_model and config.default_model not in {m.id for m in config.models}:
+            config.models.insert(0, ModelConfig(id=config.default_model))
+        if not config.default_model and config.models:
+            config.default_model = config.models[0].id
+        for endpoint in config.endpoints:
+            if endpoint.model not in {m.id for m in config.models}:
+                raise ValueError(f"endpoint {endpoint.id!r} runs unknown model {endpoint.model!r}")
+        return config
+
+
+def load_config(path: Optional[Path]) -> ServiceConfig:
+    if path is None:
+        return ServiceConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return ServiceConfig(**data)
+    except (OSError, yaml.YAMLError, ValidationError, TypeError) as error:
+        raise ValueError(f"invalid configuration file {path}: {error}") from None
+
+
+def anonymous_client_id(key: str) -> str:
+    """A stable client id for a key given without a name (never the key itself)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]

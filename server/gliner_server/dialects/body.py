@@ -1,0 +1,60 @@
+"""Reading the JSON bodies of the REST dialects: decoding and typed optional fields."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from ..core.engine import threshold_or_default
+from ..errors import ServiceError
+
+
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON values, keeping object key order (it orders schemas)."""
+    if not raw or not raw.strip():
+        raise ServiceError.invalid("The request body must be a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ServiceError.invalid("The request body is not UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as error:
+        raise ServiceError.invalid(f"Malformed JSON body: {error.msg} at line {error.lineno} "
+                                   f"column {error.colno}") from None
+
+
+def decode_object(raw: bytes) -> dict:
+    body = decode_json(raw)
+    if not isinstance(body, dict):
+        raise ServiceError.invalid("The request body must be a JSON object")
+    return body
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def optional_str(body: dict, name: str) -> Optional[str]:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ServiceError.invalid(f"{name} must be a string", field=name)
+    return value
+
+
+def optional_flag(body: dict, name: str, default: bool = False) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ServiceError.invalid(f"{name} must be true or false", field=name)
+    return value
+
+
+def threshold(body: dict, name: str = "threshold") -> float:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ServiceError.invalid(f"{name} must be a number between 0 and 1", field=name)
+    value = threshold_or_default(value)
+    if not 0.0 <= value <= 1.0:
+        raise ServiceError.invalid(f"{name} must be between 0 and 1, got {value}", field=name)
+    return value

@@ -1,0 +1,193 @@
+"""Fastino's batch ``POST /run``.
+
+Request: ``{"model_id": "...", "input": [{"text": "...", "parameters": {...}}]}``.
+``model_id`` names a model or a configured endpoint; an endpoint's default
+parameters apply to every input, and an input's own parameters override them
+key by key. Parameters: ``entity_types`` (list, or name → description),
+``threshold``, ``labels`` (a list for one classification task, or task →
+labels), ``multi_label`` (for the list form), ``classifications`` (Pioneer
+form), ``structures`` (name → fields), ``relations``.
+
+Answer: a top-level JSON array with one object per input, in order:
+``{"input", "latency_ms", "message", "output", "status"}``. ``output`` holds
+``entities`` (``start``, ``end``, ``label``, ``text``, ``score``) with
+``redacted_text`` (each entity replaced by ``<LABEL>``), and, when asked for,
+``classifications``, ``structures`` and ``relations``. A bad input gets
+``"status": "error"`` with a message while the others succeed; whole-request
+problems are 400s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..core.engine import FULL_OUTPUT, ExtractionRequest
+from ..core.recording import ANONYMOUS, Caller, Provenance, RecordingEngine
+from ..core.results import EntityMention, Span, TypedResult
+from ..core.schema import ExtractionSchema, build_schema
+from ..errors import ErrorKind, ServiceError
+from . import body as fields
+from . import schema_json
+
+ROUTE = "/run"
+PARAMETERS = {"entity_types", "threshold", "labels", "multi_label", "classifications", "structures",
+              "relations"}
+CLASSIFICATION_TASK = "classification"  # the task named by a plain list of labels
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    model_id: str
+    description: str
+    parameters: dict
+
+
+def _schema(parameters: dict) -> ExtractionSchema:
+    unknown = set(parameters) - PARAMETERS
+    if unknown:
+        raise ServiceError.invalid(f"Unknown parameter {sorted(unknown)[0]!r}; use {', '.join(sorted(PARAMETERS))}",
+                                   field="parameters")
+    parts: dict[str, Any] = {}
+    if parameters.get("entity_types") is not None:
+        parts["entities"] = schema_json.entity_specs(parameters["entity_types"], "parameters.entity_types")
+    labels = parameters.get("labels")
+    if isinstance(labels, list):
+        labels = {CLASSIFICATION_TASK: {"labels": labels,
+                                        "multi_label": fields.optional_flag(parameters, "multi_label")}}
+    tasks = []
+    if labels is not None:
+        tasks += schema_json.classification_specs(labels, "parameters.labels")
+    if parameters.get("classifications") is not None:
+        tasks += schema_json.classification_specs(parameters["classifications"], "parameters.classifications")
+    if tasks:
+        parts["classifications"] = tuple(tasks)
+    if parameters.get("structures") is not None:
+        parts["structures"] = schema_json.structure_specs(parameters["structures"], "parameters.structures",
+                                                          json_api=True)
+    if parameters.get("relations") is not None:
+        parts["relations"] = schema_json.relation_specs(parameters["relations"], "parameters.relations")
+    if not parts:
+        raise ServiceError.invalid("parameters ask for nothing: give entity_types, labels, classifications, "
+                                   "structures or relations (or call an endpoint with defaults)",
+                                   field="parameters")
+    return build_schema(**parts)
+
+
+def redact(text: str, entities: list[EntityMention]) -> str:
+    """Each entity replaced by ``<LABEL>``; where entities overlap, the higher score wins."""
+    chosen: list[EntityMention] = []
+    for entity in sorted(entities, key=lambda e: (-e.score, e.start)):
+        if all(entity.end <= c.start or entity.start >= c.end for c in chosen):
+            chosen.append(entity)
+    for entity in sorted(chosen, key=lambda e: e.start, reverse=True):
+        text = f"{text[:entity.start]}<{entity.label.upper()}>{text[entity.end:]}"
+    return text
+
+
+def _span(span: Span) -> dict:
+    out = {"text": span.text, "score": span.score}
+    if span.start is not None:
+        out.update(start=span.start, end=span.end)
+    return out
+
+
+def _unique_texts(values) -> list[str]:
+    """List values as text, deduplicated case-insensitively as the library's plain format does."""
+    seen: set[str] = set()
+    return [v.text for v in values if not (v.text.lower() in seen or seen.add(v.text.lower()))]
+
+
+def run_output(text: str, schema: ExtractionSchema, result: TypedResult) -> dict:
+    output: dict[str, Any] = {}
+    if schema.entities:
+        entities = sorted(result.entities, key=lambda e: (e.start, e.end))
+        output["entities"] = [{"start": e.start, "end": e.end, "label": e.label, "text": e.text, "score": e.score}
+                              for e in entities]
+        output["redacted_text"] = redact(text, entities)
+    if schema.classifications:
+        multi = {c.name: c.multi_label for c in schema.classifications}
+        output["classifications"] = {
+            c.task: ([{"label": l.label, "score": l.score} for l in c.labels] if multi[c.task]
+                     else ({"label": c.labels[0].label, "score": c.labels[0].score} if c.labels else None))
+            for c in result.classifications}
+    if schema.structures:
+        dtypes = {s.name: {f.name: f.dtype for f in s.fields} for s in schema.structures}
+        output["structures"] = {
+            s.name: [{name: (values[0].text if values else None) if dtypes[s.name][name] == "str"
+                      else _unique_texts(values) for name, values in record.fields} for record in s.records]
+            for s in result.structures}
+    if schema.relations:
+        output["relations"] = [{"relation": r.relation, "head": _span(r.head), "tail": _span(r.tail)}
+                               for r in result.relations]
+    return output
+
+
+class RunDialect:
+    def __init__(self, engine: RecordingEngine, endpoints: dict[str, Endpoint], *, max_inputs: int = 64):
+        self.engine = engine
+        self.endpoints = endpoints
+        self.max_inputs = max_inputs
+
+    def _target(self, model_id: Optional[str]) -> tuple[str, dict, Optional[Endpoint]]:
+        endpoint = self.endpoints.get(model_id or "")
+        if endpoint is not None:
+            return endpoint.model_id, endpoint.parameters, endpoint
+        self.engine.engine.model(model_id or "")  # unknown ids are a 404 for the whole request
+        return model_id or "", {}, None
+
+    def _inputs(self, body: dict) -> list:
+        items = body.get("input")
+        if items is None:
+            raise ServiceError.invalid("Missing required field: input", field="input")
+        if not isinstance(items, list) or not items:
+            raise ServiceError.invalid("input must be a non-empty list of {text, parameters} objects", field="input")
+        if len(items) > self.max_inputs:
+            raise ServiceError.invalid(f"Too many inputs: {len(items)} (at most {self.max_inputs} per request)",
+                                       field="input")
+        return items
+
+    def _one(self, item: Any, model_id: str, defaults: dict, endpoint: Optional[Endpoint],
+             provenance: Provenance) -> dict:
+        text = item.get("text") if isinstance(item, dict) else None
+        try:
+            if not isinstance(item, dict):
+                raise ServiceError.invalid("each input must be an object with text and parameters")
+            if text is None:
+                raise ServiceError.invalid("Missing required field: text", field="text")
+            parameters = item.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise ServiceError.invalid("parameters must be an object", field="parameters")
+            merged = {**defaults, **parameters}
+            schema = _schema(merged)
+            request = ExtractionRequest(texts=(text,), schema=schema, threshold=fields.threshold(merged),
+                                        output=FULL_OUTPUT, model_id=model_id)
+            recorded = self.engine.run(request, Provenance(**{**provenance.__dict__, "parameters": merged}))
+        except ServiceError as error:
+            if error.kind not in (ErrorKind.INVALID_REQUEST, ErrorKind.PAYLOAD_TOO_LARGE):
+                raise
+            return {"input": text if isinstance(text, str) else None, "latency_ms": 0.0,
+                    "message": error.message, "output": None, "status": "error"}
+        outcome = recorded.outcome
+        return {
+            "input": text, "latency_ms": round(outcome.latency_ms, 3),
+            "message": "Responses from endpoint." if endpoint else "Responses from model.",
+            "output": run_output(text, schema, outcome.typed(schema)[0]),
+            "status": "success",
+            "inference_id": recorded.inference_ids[0] if recorded.inference_ids else None,
+        }
+
+    def handle(self, raw: bytes, caller: Caller = ANONYMOUS) -> bytes:
+        body = fields.decode_object(raw)
+        items = self._inputs(body)
+        model_id, defaults, endpoint = self._target(fields.optional_str(body, "model_id"))
+        provenance = Provenance(route=ROUTE, task="run", caller=caller,
+                                project_id=fields.optional_str(body, "project_id"),
+                                training_job_id=fields.optional_str(body, "training_job_id"),
+                                privacy_mode=fields.optional_flag(body, "privacy_mode"))
+        return fields.encode_json([self._one(item, model_id, defaults, endpoint, provenance) for item in items])
+
+
+def endpoints_from(configs) -> dict[str, Endpoint]:
+    return {c.id: Endpoint(id=c.id, model_id=c.model, description=c.description, parameters=dict(c.parameters))
+            for c in configs}

@@ -1,0 +1,71 @@
+"""Engines for the history database and migration to head on open.
+
+SQLite (``sqlite:///path``) runs in WAL mode with ``synchronous=FULL`` (a
+committed write is on disk), a busy timeout and foreign keys on; transactions
+are begun explicitly (the pysqlite driver's own handling is bypassed) so writes
+can take the write lock up front with ``BEGIN IMMEDIATE``. PostgreSQL
+(``postgresql+psycopg://...``; ``postgresql://`` and ``postgres://`` mean the
+same) may be shared by several replicas: migrations run under an advisory lock.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key: the first 8 bytes of sha256(b"gliner2-history-migrations").
+_MIGRATION_LOCK = 3979033303387856004
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for a history database URL, configured for durability."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    if backend != "sqlite":
+        raise ValueError(f"unsupported history database URL {parsed!r}: use sqlite:/// or postgresql+psycopg://")
+    if not parsed.database or parsed.database == ":memory:":
+        raise ValueError("the history needs a SQLite file: sqlite:///path/to/history.db")
+    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed.set(database=str(Path(parsed.database).expanduser())))
+    sa.event.listen(engine, "connect", _configure_sqlite_connection)
+    sa.event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by the driver
+    cursor = dbapi_connection.cursor()
+    for pragma in (f"busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}", "journal_mode=WAL",
+                   "synchronous=FULL", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection: sa.Connection) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def write_options(connection: sa.Connection) -> sa.Connection:
+    """Mark a connection's next transaction as a write (SQLite: ``BEGIN IMMEDIATE``)."""
+    return connection.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Migrate the database to head; concurrent callers wait for each other."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
+    with engine.connect() as connection:
+        with write_options(connection).begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")

@@ -1,0 +1,55 @@
+"""SQLAlchemy Core tables of the history (the migrations create exactly these).
+
+JSON columns use the plain ``JSON`` type, not ``JSONB``: key order is
+meaningful in GLiNER2 schemas and results, and ``json`` keeps the text as sent.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# Named constraints, so later migrations can refer to them on every backend.
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# A Python None is stored as SQL NULL, never as the JSON literal null.
+_Json = sa.JSON(none_as_null=True)
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+inferences = sa.Table(
+    "inferences",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("model_id", sa.String(500), nullable=False),
+    sa.Column("task", sa.String(100), nullable=False),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text(), nullable=True),
+    sa.Column("schema", _Json, nullable=True),
+    sa.Column("parameters", _Json, nullable=True),
+    sa.Column("output", _Json, nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    sa.Column("project_id", sa.String(200), nullable=True),
+    sa.Column("training_job_id", sa.String(200), nullable=True),
+    sa.Column("privacy", sa.Boolean(), nullable=False),
+    sa.Index("ix_inferences_client_created", "client_id", "created_at", "id"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    # Database-assigned order of arrival: the highest seq is the current verdict.
+    sa.Column("seq", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("inference_id", sa.String(64), sa.ForeignKey("inferences.id"), nullable=False),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("verdict", sa.String(20), nullable=False),
+    sa.Column("corrected_output", _Json, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_feedback_inference_seq", "inference_id", "seq"),
+)

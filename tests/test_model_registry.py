@@ -1,0 +1,263 @@
+"""The model registry: ids → base, LoRA-adapted and fine-tuned models; lazy loading, LRU limits."""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import pytest
+
+from conftest import SEED_TEXT, loaded
+from helpers import assert_match
+from model_fixtures import build_fine_tuned_checkpoint, build_lora_adapter
+
+from gliner_server.errors import ErrorKind, ServiceError
+from gliner_server.runtime.checkpoint import CheckpointUnavailable
+from gliner_server.runtime.loaded_model import LoadedModel, load_model
+from gliner_server.runtime.openvino_encoder import OpenVINOEncoder
+from gliner_server.runtime.registry import ModelRegistry, ModelSpec
+
+LABELS = ["company", "person", "product", "location"]
+TEXTS = [SEED_TEXT, "Satya Nadella, who leads Microsoft from Redmond, met Sundar Pichai of Google in Paris."]
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(span_checkpoint, tmp_path_factory):
+    return build_lora_adapter(span_checkpoint, tmp_path_factory.mktemp("lora") / "job_lora", seed=7)
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_dir(tmp_path_factory):
+    return build_fine_tuned_checkpoint(tmp_path_factory.mktemp("full") / "job_full", seed=11)
+
+
+@pytest.fixture(scope="module")
+def ir_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("registry-cache")
+
+
+@pytest.fixture(scope="module")
+def registry(span_checkpoint, adapter_dir, fine_tuned_dir, ir_cache):
+    specs = [
+        ModelSpec("base", str(span_checkpoint), description="the base model"),
+        ModelSpec("job_lora", str(span_checkpoint), adapter=str(adapter_dir), kind="fine_tuned"),
+        ModelSpec("job_full", str(fine_tuned_dir), kind="fine_tuned"),
+    ]
+    return ModelRegistry(specs, "base", precision="f32", cache_dir=ir_cache, max_loaded=None)
+
+
+def entities(model, text, **options):
+    return model.extract_entities(text, LABELS, include_confidence=True, **options)
+
+
+def library_adapted_model(base, adapter):
+    """The library's own LoRA path (what ``Extractor.load_adapter`` runs): base + adapter,
+    unmerged, PyTorch encoder."""
+    from gliner2 import AutoExtractor
+    from gliner2.training.lora import load_lora_adapter
+
+    model = AutoExtractor.from_pretrained(str(base)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        assert load_lora_adapter(model, adapter)
+    return model
+
+
+# --- real models -------------------------------------------------------------------------------
+
+def test_adapter_model_equals_the_library_with_the_adapter(registry, span_checkpoint, adapter_dir):
+    served = registry.get("job_lora")
+    assert served.model_id == "job_lora" and isinstance(served.model.encoder, OpenVINOEncoder)
+    reference = library_adapted_model(span_checkpoint, adapter_dir)
+    for text in TEXTS:
+        assert_match(entities(served.model, text), entities(reference, text))
+
+
+def test_boundary_adapter_equals_the_library_with_the_adapter(boundary_checkpoint, tmp_path):
+    # a gentler delta: the boundary heads are deeper, and larger ones push every score below 0.5
+    adapter = build_lora_adapter(boundary_checkpoint, tmp_path / "adapter", seed=5, scale=0.05,
+                                 targets=["encoder", "all_task_heads"])
+    served = load_model(str(boundary_checkpoint), precision="f32", cache_dir=tmp_path / "cache", adapter=adapter)
+    reference = library_adapted_model(boundary_checkpoint, adapter)
+    for text in TEXTS:
+        got = entities(served.model, text)
+        assert any(got["entities"].values())
+        assert_match(got, entities(reference, text))
+
+
+def test_adapter_changes_outputs_and_gets_its_own_ir(registry, ir_cache):
+    adapted, base = registry.get("job_lora"), registry.get("")
+    assert base.model_id == "base"
+    for text in TEXTS:
+        assert entities(adapted.model, text, threshold=0.0) != entities(base.model, text, threshold=0.0)
+    # every loaded model so far has its own encoder weights, hence its own IR
+    assert len(list((ir_cache / "ir").glob("*/encoder.xml"))) == len(registry.loaded_ids())
+
+
+def test_fine_tuned_checkpoint_routes_to_its_own_weights(registry, fine_tuned_dir, span_checkpoint, cache_dir):
+    served = registry.get("job_full")
+    own = loaded(fine_tuned_dir, "torch", cache_dir).model
+    base = loaded(span_checkpoint, "torch", cache_dir).model
+    for text in TEXTS:
+        assert_match(entities(served.model, text), entities(own, text))
+    assert entities(served.model, SEED_TEXT, threshold=0.0) != entities(base, SEED_TEXT, threshold=0.0)
+
+
+def test_memory_estimate_counts_heads_and_ir_weights(registry, ir_cache):
+    model = registry.get("base")
+    ir_sizes = {p.stat().st_size for p in (ir_cache / "ir").glob("*/encoder.bin")}
+    head_bytes = sum(p.numel() * p.element_size() for p in model.model.parameters())  # encoder is OpenVINO's
+    assert head_bytes > 0 and model.memory_bytes - head_bytes in ir_sizes
+
+
+def test_unknown_id_is_not_found(registry):
+    with pytest.raises(ServiceError) as caught:
+        registry.get("job_missing")
+    assert caught.value.kind is ErrorKind.NOT_FOUND
+    assert caught.value.message == "Unknown model_id: job_missing"
+
+
+def test_missing_checkpoint_and_adapter_are_unavailable(span_checkpoint, tmp_path):
+    specs = [ModelSpec("gone", str(tmp_path / "nothing-here")),
+             ModelSpec("bad_adapter", str(span_checkpoint), adapter=str(tmp_path / "no-adapter"))]
+    registry = ModelRegistry(specs, "gone", precision="f32", cache_dir=tmp_path)
+    for model_id in ("gone", "bad_adapter"):
+        with pytest.raises(ServiceError) as caught:
+            registry.get(model_id)
+        assert caught.value.kind is ErrorKind.UNAVAILABLE and model_id in caught.value.message
+    assert registry.loaded_ids() == []
+
+
+# --- loading policy, with a stand-in loader ----------------------------------------------------
+
+class FakeLoader:
+    """Records calls; builds model-less LoadedModels of a given size."""
+
+    def __init__(self, sizes=None, delay=0.0):
+        self.sizes, self.delay = sizes or {}, delay
+        self.calls: list[str] = []
+        self.failures: list[Exception] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, source, *, precision, cache_dir, adapter=None):
+        with self._lock:
+            self.calls.append(source)
+            failure = self.failures.pop(0) if self.failures else None
+        time.sleep(self.delay)
+        if failure:
+            raise failure
+        return LoadedModel(model_id=source, model=None, precision=precision, architecture="span",
+                           load_seconds=self.delay, memory_bytes=self.sizes.get(source, 1))
+
+
+def fake_registry(loader, ids=("a", "b", "c"), **limits):
+    return ModelRegistry([ModelSpec(i, f"src-{i}") for i in ids], ids[0], precision="f32",
+                         cache_dir=None, loader=loader, **limits)
+
+
+def test_nothing_loads_before_first_use():
+    loader = FakeLoader()
+    registry = fake_registry(loader)
+    assert registry.loaded_ids() == [] and loader.calls == []
+    assert [s.id for s in registry.specs()] == ["a", "b", "c"]
+    assert registry.get().model_id == "a" and registry.loaded_ids() == ["a"]
+    assert registry.get("a") is registry.get("") and loader.calls == ["src-a"]
+
+
+def test_least_recently_used_is_evicted_by_count():
+    loader = FakeLoader()
+    single = fake_registry(loader, max_loaded=1)
+    single.get("a")
+    single.get("b")
+    assert single.loaded_ids() == ["b"]
+    single.get("a")  # the default model is evicted and reloaded like any other
+    assert single.loaded_ids() == ["a"] and loader.calls == ["src-a", "src-b", "src-a"]
+
+    pair = fake_registry(FakeLoader(), max_loaded=2)
+    held = pair.get("a")
+    pair.get("b")
+    pair.get("a")
+    assert pair.loaded_ids() == ["b", "a"]
+    pair.get("c")
+    assert pair.loaded_ids() == ["a", "c"]
+    pair.get("b")
+    assert pair.loaded_ids() == ["c", "b"] and held.model_id == "a"  # evicted, still usable by its holder
+
+
+def test_least_recently_used_is_evicted_by_bytes():
+    sizes = {"src-a": 100, "src-b": 100, "src-c": 150}
+    registry = fake_registry(FakeLoader(sizes), max_loaded=None, max_loaded_bytes=250)
+    registry.get("a")
+    registry.get("b")
+    assert registry.loaded_ids() == ["a", "b"]
+    registry.get("c")  # 350 bytes: a goes
+    assert registry.loaded_ids() == ["b", "c"]
+    registry.get("a")  # b + c + a = 350: b goes
+    assert registry.loaded_ids() == ["c", "a"]
+
+    tight = fake_registry(FakeLoader(sizes), max_loaded=None, max_loaded_bytes=50)
+    tight.get("a")
+    tight.get("c")  # too big alone: kept, since it is the one being returned
+    assert tight.loaded_ids() == ["c"]
+
+
+def test_no_limits_means_unbounded():
+    registry = fake_registry(FakeLoader({"src-a": 10**12}), max_loaded=None, max_loaded_bytes=None)
+    for model_id in ("a", "b", "c"):
+        registry.get(model_id)
+    assert registry.loaded_ids() == ["a", "b", "c"]
+
+
+def test_concurrent_first_gets_load_once():
+    loader = FakeLoader(delay=0.3)
+    registry = fake_registry(loader)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(registry.get("b"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loader.calls == ["src-b"] and len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_loaded_models_keep_serving_while_another_loads():
+    entered, release = threading.Event(), threading.Event()
+    fast = FakeLoader()
+
+    def loader(source, **kwargs):
+        if source == "src-b":
+            entered.set()
+            release.wait(10)
+        return fast(source, **kwargs)
+
+    registry = fake_registry(loader)
+    registry.preload("a")
+    slow = threading.Thread(target=registry.get, args=("b",))
+    slow.start()
+    assert entered.wait(10)
+    started = time.monotonic()
+    assert registry.get("a").model_id == "a" and time.monotonic() - started < 1.0
+    release.set()
+    slow.join()
+    assert registry.loaded_ids() == ["a", "b"]
+
+
+def test_load_failures_surface_and_are_retried():
+    loader = FakeLoader()
+    loader.failures = [CheckpointUnavailable("hub unreachable"), RuntimeError("out of memory")]
+    registry = fake_registry(loader)
+    with pytest.raises(ServiceError) as first:
+        registry.get("b")
+    assert first.value.kind is ErrorKind.UNAVAILABLE and "Model b is unavailable" in first.value.message
+    assert "hub unreachable" in str(first.value.__cause__)  # for the log and the startup path, not clients
+    with pytest.raises(ServiceError) as second:
+        registry.get("b")
+    assert second.value.kind is ErrorKind.SERVER_ERROR and "could not be loaded" in second.value.message
+    assert registry.get("b").model_id == "b"
+    assert loader.calls == ["src-b"] * 3 and registry.loaded_ids() == ["b"]
+
+
+def test_load_model_keeps_its_old_signature(span_checkpoint, cache_dir):
+    model = load_model(str(span_checkpoint), precision="torch", cache_dir=cache_dir)
+    params = sum(p.numel() * p.element_size() for p in model.model.parameters())
+    assert model.model_id == str(span_checkpoint) and model.memory_bytes >= params
