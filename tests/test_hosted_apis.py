@@ -348,3 +348,27 @@ def test_export_loads_with_the_gliner2_loader(api, tmp_path):
     assert set(by_text) == {text, "Sundar Pichai runs Google."}
     assert by_text["Sundar Pichai runs Google."].entities == fixed["entities"]
     assert by_text[text].entities == {k: list(v) for k, v in confirmed["result"]["entities"].items()}
+
+
+def test_history_over_native_grpc(api):
+    """The same history service over gRPC, through Envoy's port, scoped by the key."""
+    import grpc
+    from gliner_client.v1 import history_service_pb2 as pb
+    from gliner_client.v1 import history_service_pb2_grpc as pb_grpc
+
+    inference_id = call(api, "/inference", {"text": "Ada Lovelace wrote notes.", "schema": {"entities": ["person"]},
+                                            "project_id": "proj-grpc"}).json()["id"]
+    with grpc.insecure_channel(f"127.0.0.1:{api.port}") as channel:
+        stub = pb_grpc.InferenceHistoryServiceStub(channel)
+        alice = (("x-api-key", ALICE),)
+        page = stub.ListInferences(pb.ListInferencesRequest(project_id="proj-grpc"), metadata=alice, timeout=30)
+        assert page.total == 1 and page.inferences[0].id == inference_id
+        assert page.inferences[0].text == "Ada Lovelace wrote notes." and page.inferences[0].HasField("created_at")
+        saved = stub.SubmitFeedback(pb.SubmitFeedbackRequest(id=inference_id, verdict="correct"), metadata=alice,
+                                    timeout=30)
+        assert saved.feedback.verdict == "correct"
+        assert stub.GetInference(pb.GetInferenceRequest(id=inference_id), metadata=alice,
+                                 timeout=30).feedback.verdict == "correct"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetInference(pb.GetInferenceRequest(id=inference_id), metadata=(("x-api-key", BOB),), timeout=30)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
