@@ -17,34 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-SEED = "Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday."
-LABELS = ["company", "person", "product", "location"]
-KEY = "bench-key"
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float:
-    def snapshot():
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-    total0, idle0 = snapshot()
-    time.sleep(seconds)
-    total1, idle1 = snapshot()
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, percentile
 
 
 def main() -> None:
@@ -60,16 +37,12 @@ def main() -> None:
     from conftest import start_stack, stop_stack
     from gliner_client import GlinerClient, build_schema
 
-    from gliner_server.core.engine import ExtractionRequest, InferenceEngine
+    from gliner_server.core.engine import InferenceEngine
     from gliner_server.dialects import gliner2_api
-    from gliner_server.random_checkpoint import deberta_v3_base_shape
     from gliner_server.runtime.loaded_model import load_model
 
     torch.set_num_threads(2)
-    checkpoint = args.cache / "deberta-v3-base-shape"
-    if not (checkpoint / "config.json").is_file():
-        print(f"building a random deberta-v3-base-shaped checkpoint in {checkpoint} ...", flush=True)
-        deberta_v3_base_shape(checkpoint)
+    checkpoint = bench_checkpoint(args.cache)
     busy_before = cpu_busy_fraction()
     started = time.perf_counter()
     stack = start_stack(checkpoint, args.cache / "ov-cache", args.cache / "run", "--api-key", KEY,

@@ -27,7 +27,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   else
     echo "install.sh: PostgreSQL server binaries (initdb) not found and not installing them" \
-         "(needs root and apt-get); the PostgreSQL history-store tests will be skipped." \
+         "(needs root and apt-get); the PostgreSQL tests will fail without them." \
          "Install the Debian package 'postgresql' to run them." >&2
   fi
 fi

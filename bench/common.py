@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmark scripts: inputs, checkpoints, statistics, machine load."""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # start_stack / stop_stack: the tests' way to run gliner2-serve
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SEED = "Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday."
+LABELS = ["company", "person", "product", "location"]
+KEY = "bench-key"
+PARAGRAPH = ("Satya Nadella, who leads Microsoft from Redmond, met Sundar Pichai of Google in Paris on Monday "
+             "to discuss a joint venture worth $2 billion. The deal, announced at VivaTech, covers cloud "
+             "computing, chips built by TSMC in Taiwan, and a research lab in Zurich led by Dr. Anna Weber. ")
+
+
+def bench_checkpoint(cache: Path, *, tiny: bool = False) -> Path:
+    """Random weights: deberta-v3-base's exact shapes (or a tiny model for smoke runs). Cached."""
+    from gliner_server.random_checkpoint import build_deberta_checkpoint, deberta_v3_base_shape
+
+    path = cache / ("tiny-deberta" if tiny else "deberta-v3-base-shape")
+    if not (path / "config.json").is_file():
+        print(f"building a random {'tiny' if tiny else 'deberta-v3-base-shaped'} checkpoint in {path} ...", flush=True)
+        (build_deberta_checkpoint(path, seed=1) if tiny else deberta_v3_base_shape(path))
+    return path
+
+
+def text_of_tokens(tokenizer, tokens: int) -> str:
+    """A prefix of repeated PARAGRAPH that the model's tokenizer splits into about ``tokens`` tokens."""
+    words = (PARAGRAPH * (1 + tokens // 20)).split()
+    low, high = 1, len(words)
+    while low < high:  # the longest word prefix within the budget
+        mid = (low + high + 1) // 2
+        if len(tokenizer.tokenize(" ".join(words[:mid]))) <= tokens:
+            low = mid
+        else:
+            high = mid - 1
+    return " ".join(words[:low])
+
+
+def cpu_busy_fraction(seconds: float = 1.0) -> float:
+    """Share of all cores busy over ``seconds`` (from /proc/stat), i.e. load from other processes when idle."""
+    def snapshot():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+    total0, idle0 = snapshot()
+    time.sleep(seconds)
+    total1, idle1 = snapshot()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def percentile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(latencies_ms: list[float]) -> dict:
+    return {"n": len(latencies_ms), "p50_ms": round(statistics.median(latencies_ms), 2),
+            "p95_ms": round(percentile(latencies_ms, 0.95), 2), "p99_ms": round(percentile(latencies_ms, 0.99), 2)}

@@ -1,0 +1,225 @@
+"""The service benchmark: this stack against the gliner2 library in-process, in one interleaved run.
+
+For every precision mode it starts `gliner2-serve` on a random checkpoint with
+deberta-v3-base's exact shapes (built once, cached under --cache) and measures,
+round by round and interleaved:
+
+* reference: gliner2's PyTorch ``extract`` in this process, ``torch.set_num_threads(2)``;
+* runtime: this project's OpenVINO runtime in this process (the core engine);
+* grpc: ``GlinerService/Gliner2`` through Envoy's port;
+* rest: ``POST /gliner-2`` through Envoy;
+
+over these inputs: the seed sentence with 4 labels; texts of about 64, 128, 256
+and 512 tokens with 4 labels; 16 and 64 labels; a combined schema (entities,
+classification, structure, relations). Then throughput with 1, 4 and 16
+concurrent clients on the seed input (REST and gRPC), against the reference's
+sequential rate. It prints a table (p50/p95/p99, throughput, ratio to the
+reference p50) and writes the same as JSON, with how busy the machine was
+before and after (other load; a run over 25 % should be discarded).
+
+Random weights: timings only, never accuracy.
+
+    .venv/bin/python bench/run.py                       # full run (tens of minutes)
+    .venv/bin/python bench/run.py --smoke --out x.json  # seconds: tiny model, 2 rounds (CI)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, summary,
+                    text_of_tokens)
+
+PRECISIONS = ("f32", "bf16", "int8")
+MANY_LABELS = [f"type_{i}" for i in range(64)]
+COMBINED = {"entities": ["person", "company", "city"],
+            "classifications": {"tone": ["formal", "casual"]},
+            "structures": {"deal": ["value::str::Amount", "parties::list::Companies"]},
+            "relations": ["works_for", "located_in"]}
+
+
+def cases(tokenizer, smoke: bool) -> list[dict]:
+    """Name, text and schema (as a /gliner-2 body) of every input case."""
+    lengths = (64,) if smoke else (64, 128, 256, 512)
+    out = [{"case": "seed, 4 labels", "body": {"text": SEED, "labels": LABELS}}]
+    out += [{"case": f"{n} tokens, 4 labels", "body": {"text": text_of_tokens(tokenizer, n), "labels": LABELS}}
+            for n in lengths]
+    base = text_of_tokens(tokenizer, 64)
+    out += [{"case": f"64 tokens, {k} labels", "body": {"text": base, "labels": MANY_LABELS[:k]}}
+            for k in ((16,) if smoke else (16, 64))]
+    out.append({"case": "combined schema", "body": {"task": "schema", "text": PARAGRAPH.strip(), "schema": COMBINED}})
+    return out
+
+
+def reference_call(model, body):
+    """The library's own call for a /gliner-2 body, as a user of gliner2 would write it."""
+    if body.get("task") == "schema":
+        s = body["schema"]
+        schema = model.create_schema().entities(s["entities"]).relations(s["relations"])
+        for task, labels in s["classifications"].items():
+            schema.classification(task, labels)
+        for name, fields in s["structures"].items():
+            builder = schema.structure(name)
+            for spec in fields:
+                field, dtype, _, description = model._parse_field_spec(spec)
+                builder.field(field, dtype=dtype, description=description)
+        return lambda: model.extract(body["text"], schema)
+    return lambda: model.extract_entities(body["text"], body["labels"])
+
+
+def concurrent_rate(call, clients: int, seconds: float) -> tuple[float, list[float], int]:
+    """Requests per second with ``clients`` threads calling for ``seconds``; latencies; errors."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def worker():
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - counted, reported
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - began), latencies, errors[0]
+
+
+def measure_precision(precision, checkpoint, args, reference, tokenizer, report):
+    import grpc
+    import requests
+    from conftest import start_stack, stop_stack
+    from google.api import httpbody_pb2
+
+    from gliner_client.v1 import gliner_service_pb2 as pb
+    from gliner_client.v1 import gliner_service_pb2_grpc as pb_grpc
+    from gliner_server.core.engine import InferenceEngine
+    from gliner_server.dialects import gliner2_api
+    from gliner_server.runtime.loaded_model import load_model
+
+    started = time.perf_counter()
+    stack = start_stack(checkpoint, args.cache / "ov-cache", args.cache / f"run-{precision}", "--api-key", KEY,
+                        "--precision", precision, timeout=900)
+    report["startup_s"][precision] = round(time.perf_counter() - started, 2)
+    try:
+        runtime = InferenceEngine.of(load_model(str(checkpoint), precision=precision,
+                                                cache_dir=args.cache / "ov-cache"))
+        session = requests.Session()
+        session.headers["X-API-Key"] = KEY
+        channel = grpc.insecure_channel(f"127.0.0.1:{stack.port}")
+        stub = pb_grpc.GlinerServiceStub(channel)
+        metadata = (("x-api-key", KEY),)
+
+        def paths(body):
+            data = json.dumps(body).encode()
+            request = pb.Gliner2Request(body=httpbody_pb2.HttpBody(content_type="application/json", data=data))
+            parsed = gliner2_api.parse(body).request
+            return {
+                "runtime": lambda: runtime.run(parsed),
+                "grpc": lambda: stub.Gliner2(request, metadata=metadata, timeout=120),
+                "rest": lambda: session.post(f"{stack.base_url}/gliner-2", data=data, timeout=120).raise_for_status(),
+            }
+
+        for case in cases(tokenizer, args.smoke):
+            calls = {"reference": reference_call(reference, case["body"]), **paths(case["body"])}
+            for call in calls.values():  # warm-up
+                call()
+            times = {name: [] for name in calls}
+            for _ in range(args.rounds):
+                for name, call in calls.items():
+                    t = time.perf_counter()
+                    call()
+                    times[name].append((time.perf_counter() - t) * 1000)
+            ref_p50 = statistics.median(times["reference"])
+            for name, values in times.items():
+                row = {"precision": precision, "case": case["case"], "path": name, "clients": 1, **summary(values)}
+                row["throughput_rps"] = round(1000 / statistics.median(values), 2)
+                row["speedup_vs_reference_p50"] = round(ref_p50 / row["p50_ms"], 2)
+                report["rows"].append(row)
+
+        seed = cases(tokenizer, True)[0]["body"]
+        ref_rate = 1000 / statistics.median(
+            [r["p50_ms"] for r in report["rows"] if r["case"] == "seed, 4 labels" and r["path"] == "reference"])
+        for clients in args.clients:
+            for name in ("grpc", "rest"):
+                rate, latencies, errors = concurrent_rate(paths(seed)[name], clients, args.seconds)
+                row = {"precision": precision, "case": "seed, 4 labels", "path": name, "clients": clients,
+                       **summary(latencies or [0.0]), "throughput_rps": round(rate, 2), "errors": errors,
+                       "throughput_vs_reference_sequential": round(rate / ref_rate, 2)}
+                report["rows"].append(row)
+        channel.close()
+    finally:
+        stop_stack(stack)
+
+
+def print_table(report) -> None:
+    header = (f"{'precision':9} {'case':22} {'path':9} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+              f"{'req/s':>8} {'vs ref':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in report["rows"]:
+        ratio = r.get("speedup_vs_reference_p50", r.get("throughput_vs_reference_sequential"))
+        print(f"{r['precision']:9} {r['case']:22} {r['path']:9} {r['clients']:>7} {r['p50_ms']:8.2f} "
+              f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['throughput_rps']:8.2f} {ratio:6.2f}x")
+    print(f"start-up to SERVING (s, includes a first IR conversion): {report['startup_s']}")
+    busy = report["machine_busy"]
+    print(f"machine busy from other load, before/after: {busy['before']:.0%} / {busy['after']:.0%}"
+          + ("  <- noisy run, discard" if report["noisy"] else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 2 rounds, short concurrency (CI)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 20)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--clients", default="1,4,16", help="concurrency levels")
+    parser.add_argument("--seconds", type=float, default=None, help="duration of each concurrency level")
+    parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default bench/results/run-TIME.json)")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (2 if args.smoke else 20)
+    args.seconds = args.seconds or (1.0 if args.smoke else 10.0)
+    args.clients = [int(c) for c in args.clients.split(",")]
+    precisions = [p for p in args.precisions.split(",") if p]
+    if args.smoke:
+        args.clients = args.clients[:2]
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from gliner_server.runtime.loaded_model import load_model
+
+    torch.set_num_threads(2)
+    checkpoint = bench_checkpoint(args.cache, tiny=args.smoke)
+    reference = load_model(str(checkpoint), precision="torch", cache_dir=args.cache / "ov-cache").model
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    report = {"checkpoint": str(checkpoint), "smoke": args.smoke, "rounds": args.rounds, "rows": [],
+              "startup_s": {}, "machine_busy": {"before": cpu_busy_fraction()}}
+    for precision in precisions:
+        measure_precision(precision, checkpoint, args, reference, tokenizer, report)
+    report["machine_busy"]["after"] = cpu_busy_fraction()
+    report["noisy"] = max(report["machine_busy"].values()) > 0.25
+    print_table(report)
+    out = args.out or ROOT / "bench" / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

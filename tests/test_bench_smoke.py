@@ -1,0 +1,26 @@
+"""bench/run.py --smoke runs end to end (CI runs it; nothing here is timed)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_smoke(tmp_path):
+    out = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--precisions", "f32",
+                             "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    sequential = [r for r in report["rows"] if r["clients"] == 1 and "speedup_vs_reference_p50" in r]
+    assert {r["path"] for r in sequential} == {"reference", "runtime", "grpc", "rest"}
+    assert {r["case"] for r in sequential} >= {"seed, 4 labels", "combined schema"}
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in sequential)
+    concurrent = [r for r in report["rows"] if "throughput_vs_reference_sequential" in r]
+    assert concurrent and all(r["errors"] == 0 and r["throughput_rps"] > 0 for r in concurrent)
+    assert "f32" in report["startup_s"] and "before" in report["machine_busy"]
+    assert "p50 ms" in result.stdout  # the table was printed
