@@ -60,3 +60,15 @@ def test_reduced_precision_modes_run(span_checkpoint, cache_dir, precision):
 def test_unknown_precision_is_refused(span_checkpoint, cache_dir):
     with pytest.raises(ValueError, match="precision"):
         load_model(str(span_checkpoint), precision="fp8", cache_dir=cache_dir)
+
+
+def test_precision_modes_reach_the_compiled_model(span_checkpoint, cache_dir):
+    """f32 and int8 run f32 activations; bf16 runs bf16 wherever the CPU has it."""
+    import openvino as ov
+
+    from gliner_server.runtime.openvino_encoder import cpu_supports_bf16
+
+    hints = {p: loaded(span_checkpoint, p, cache_dir).model.encoder.compiled.get_property(
+        "INFERENCE_PRECISION_HINT") for p in ("f32", "bf16", "int8")}
+    assert hints["f32"] == ov.Type.f32 and hints["int8"] == ov.Type.f32
+    assert hints["bf16"] == (ov.Type.bf16 if cpu_supports_bf16(ov.Core()) else ov.Type.f32)

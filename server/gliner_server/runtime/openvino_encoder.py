@@ -72,6 +72,11 @@ def compile_config(precision: str) -> dict:
     return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
 
 
+def cpu_supports_bf16(core) -> bool:
+    """OpenVINO lists capabilities in upper case ("BF16")."""
+    return "BF16" in {c.upper() for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+
+
 @dataclass
 class _Output:
     last_hidden_state: torch.Tensor
@@ -89,7 +94,7 @@ class OpenVINOEncoder(torch.nn.Module):
             cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
         properties = compile_config(precision)
-        if precision == "bf16" and "bf16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if precision == "bf16" and not cpu_supports_bf16(core):
             logger.warning("this CPU has no bf16 support; running the bf16 mode in f32")
             properties["INFERENCE_PRECISION_HINT"] = "f32"
         self.compiled = core.compile_model(str(ir_path), "CPU", properties)
