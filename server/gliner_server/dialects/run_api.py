@@ -18,7 +18,7 @@ problems are 400s.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from ..core.engine import FULL_OUTPUT, ExtractionRequest
@@ -162,7 +162,7 @@ class RunDialect:
             schema = _schema(merged)
             request = ExtractionRequest(texts=(text,), schema=schema, threshold=fields.threshold(merged),
                                         output=FULL_OUTPUT, model_id=model_id)
-            recorded = self.engine.run(request, Provenance(**{**provenance.__dict__, "parameters": merged}))
+            recorded = self.engine.run(request, replace(provenance, parameters=merged))
         except ServiceError as error:
             if error.kind not in (ErrorKind.INVALID_REQUEST, ErrorKind.PAYLOAD_TOO_LARGE):
                 raise
