@@ -9,6 +9,8 @@ same) may be shared by several replicas: migrations run under an advisory lock.
 """
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,10 +45,30 @@ def create_engine(url: str) -> sa.Engine:
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by the driver
     cursor = dbapi_connection.cursor()
-    for pragma in (f"busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}", "journal_mode=WAL",
-                   "synchronous=FULL", "foreign_keys=ON"):
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    _enable_wal(cursor)
+    for pragma in ("synchronous=FULL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _enable_wal(cursor) -> None:
+    """Switch the file to WAL once (the mode is stored in the file).
+
+    Switching needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+    without honouring busy_timeout, when another connection (another replica
+    opening the same fresh file) holds one: retry until the timeout instead.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin_sqlite_transaction(connection: sa.Connection) -> None:
