@@ -50,11 +50,9 @@ def optional_flag(body: dict, name: str, default: bool = False) -> bool:
     return value
 
 
-def threshold(body: dict, name: str = "threshold") -> float:
-    value = body.get(name)
+def threshold(body: dict) -> float:
+    """The body's threshold, type-checked; the engine checks the 0–1 range for every route."""
+    value = body.get("threshold")
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ServiceError.invalid(f"{name} must be a number between 0 and 1", field=name)
-    value = threshold_or_default(value)
-    if not 0.0 <= value <= 1.0:
-        raise ServiceError.invalid(f"{name} must be between 0 and 1, got {value}", field=name)
-    return value
+        raise ServiceError.invalid("threshold must be a number between 0 and 1", field="threshold")
+    return threshold_or_default(value)
