@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
-from .config import ServiceConfig, anonymous_client_id, load_config
+from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
 from .runtime.openvino_encoder import PRECISIONS
 
 logger = logging.getLogger("gliner2-serve")
 
-DEFAULT_MODEL = "fastino/gliner2-base-v1"
 WARM_UP_TEXTS = ("Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday.",
                  " ".join(["The quarterly report from Contoso in Berlin lists revenue and staff."] * 8))
 
@@ -110,8 +109,6 @@ def main(argv=None) -> None:
 
     try:
         config = load_config(args.config).with_default_model(args.model or None)
-        if not config.default_model:
-            config = config.with_default_model(DEFAULT_MODEL)
         keys = api_keys(config, collect_api_keys(args.api_key, args.api_key_file))
     except (OSError, ValueError) as error:
         sys.exit(f"gliner2-serve: {error}")
@@ -136,9 +133,7 @@ def main(argv=None) -> None:
     except ServiceError as error:  # the cause carries the operator's guidance (e.g. how to serve a local dir)
         sys.exit(f"gliner2-serve: {error.__cause__ or error.message}")
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
-    if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    history = HistoryStore.open(database_url)
+    history = HistoryStore.open(database_url)  # creates a SQLite file's directory
 
     engine = RecordingEngine(InferenceEngine(registry, batch_size=args.batch_size), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0

@@ -38,6 +38,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+DEFAULT_MODEL = "fastino/gliner2-base-v1"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,14 +114,13 @@ class ServiceConfig(_Strict):
         return self
 
     def with_default_model(self, model: Optional[str]) -> "ServiceConfig":
-        """Make ``model`` (a hub id or directory) the default, registering it if needed."""
+        """The default model: ``model``, else the file's default_model, else its first model,
+        else DEFAULT_MODEL; registered as a model if it is not listed."""
         config = self.model_copy(deep=True)
-        if model:
-            config.default_model = model
-        if config.default_model and config.default_model not in {m.id for m in config.models}:
+        config.default_model = (model or config.default_model
+                                or (config.models[0].id if config.models else DEFAULT_MODEL))
+        if config.default_model not in {m.id for m in config.models}:
             config.models.insert(0, ModelConfig(id=config.default_model))
-        if not config.default_model and config.models:
-            config.default_model = config.models[0].id
         for endpoint in config.endpoints:
             if endpoint.model not in {m.id for m in config.models}:
                 raise ValueError(f"endpoint {endpoint.id!r} runs unknown model {endpoint.model!r}")
