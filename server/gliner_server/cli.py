@@ -115,7 +115,6 @@ def main(argv=None) -> None:
 
     from .core.engine import InferenceEngine
     from .core.recording import RecordingEngine
-    from .dialects.run_api import endpoints_from
     from .errors import ServiceError
     from .grpc_api.server import SERVICE_NAMES, GrpcServer
     from .history.cli import resolve_database_url
@@ -138,7 +137,7 @@ def main(argv=None) -> None:
     engine = RecordingEngine(InferenceEngine(registry, batch_size=args.batch_size), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
-                        endpoints=endpoints_from(config.endpoints), workers=args.workers,
+                        endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
                         max_run_inputs=config.max_batch_inputs)
     server.start()
     _warm_up(engine.engine)

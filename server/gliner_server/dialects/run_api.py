@@ -18,9 +18,10 @@ problems are 400s.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
+from ..config import EndpointConfig
 from ..core.engine import FULL_OUTPUT, ExtractionRequest
 from ..core.recording import ANONYMOUS, Caller, Provenance, RecordingEngine
 from ..core.results import EntityMention, Span, TypedResult
@@ -33,14 +34,6 @@ ROUTE = "/run"
 PARAMETERS = {"entity_types", "threshold", "labels", "multi_label", "classifications", "structures",
               "relations"}
 CLASSIFICATION_TASK = "classification"  # the task named by a plain list of labels
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    model_id: str
-    description: str
-    parameters: dict
 
 
 def _schema(parameters: dict) -> ExtractionSchema:
@@ -124,15 +117,15 @@ def run_output(text: str, schema: ExtractionSchema, result: TypedResult) -> dict
 
 
 class RunDialect:
-    def __init__(self, engine: RecordingEngine, endpoints: dict[str, Endpoint], *, max_inputs: int = 64):
+    def __init__(self, engine: RecordingEngine, endpoints: dict[str, EndpointConfig], *, max_inputs: int = 64):
         self.engine = engine
         self.endpoints = endpoints
         self.max_inputs = max_inputs
 
-    def _target(self, model_id: Optional[str]) -> tuple[str, dict, Optional[Endpoint]]:
+    def _target(self, model_id: Optional[str]) -> tuple[str, dict, Optional[EndpointConfig]]:
         endpoint = self.endpoints.get(model_id or "")
         if endpoint is not None:
-            return endpoint.model_id, endpoint.parameters, endpoint
+            return endpoint.model, endpoint.parameters, endpoint
         self.engine.engine.model(model_id or "")  # unknown ids are a 404 for the whole request
         return model_id or "", {}, None
 
@@ -147,7 +140,7 @@ class RunDialect:
                                        field="input")
         return items
 
-    def _one(self, item: Any, model_id: str, defaults: dict, endpoint: Optional[Endpoint],
+    def _one(self, item: Any, model_id: str, defaults: dict, endpoint: Optional[EndpointConfig],
              provenance: Provenance) -> dict:
         text = item.get("text") if isinstance(item, dict) else None
         try:
@@ -186,8 +179,3 @@ class RunDialect:
                                 training_job_id=fields.optional_str(body, "training_job_id"),
                                 privacy_mode=fields.optional_flag(body, "privacy_mode"))
         return fields.encode_json([self._one(item, model_id, defaults, endpoint, provenance) for item in items])
-
-
-def endpoints_from(configs) -> dict[str, Endpoint]:
-    return {c.id: Endpoint(id=c.id, model_id=c.model, description=c.description, parameters=dict(c.parameters))
-            for c in configs}

@@ -13,7 +13,7 @@ from gliner_client.v1 import history_service_pb2 as history_pb2
 from gliner_client.v1 import history_service_pb2_grpc as history_grpc
 
 from ..core.recording import RecordingEngine
-from ..dialects.run_api import Endpoint
+from ..config import EndpointConfig
 from .auth import ApiKeys, AuthInterceptor
 from .history_service import InferenceHistoryService
 from .service import GlinerService
@@ -28,7 +28,7 @@ class GrpcServer:
     """The running grpcio server and its health servicer."""
 
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
-                 endpoints: dict[str, Endpoint] | None = None, workers: int = 16, max_run_inputs: int = 64):
+                 endpoints: dict[str, EndpointConfig] | None = None, workers: int = 16, max_run_inputs: int = 64):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),

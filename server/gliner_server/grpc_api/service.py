@@ -12,7 +12,8 @@ from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
 from ..core.engine import FULL_OUTPUT, ExtractionRequest, threshold_or_default
 from ..core.recording import Caller, Provenance, RecordingEngine
 from ..dialects import gliner2_api, inference_api
-from ..dialects.run_api import Endpoint, RunDialect
+from ..config import EndpointConfig
+from ..dialects.run_api import RunDialect
 from ..errors import ErrorKind, ServiceError
 from . import convert
 from .auth import ApiKeys
@@ -45,7 +46,7 @@ def caller_of(keys: ApiKeys, context: grpc.ServicerContext) -> Caller:
 
 
 class GlinerService(service_grpc.GlinerServiceServicer):
-    def __init__(self, engine: RecordingEngine, keys: ApiKeys, endpoints: dict[str, Endpoint], *,
+    def __init__(self, engine: RecordingEngine, keys: ApiKeys, endpoints: dict[str, EndpointConfig], *,
                  max_run_inputs: int = 64):
         self.engine = engine
         self.keys = keys
@@ -102,6 +103,6 @@ class GlinerService(service_grpc.GlinerServiceServicer):
                                       is_default=spec.id == models.default_model_id)
                 for spec in models.specs()]
         data += [service_pb2.ModelInfo(id=e.id, object="model", owned_by="gliner2-service", kind="endpoint",
-                                       description=e.description, model_id=e.model_id, loaded=e.model_id in loaded)
+                                       description=e.description, model_id=e.model, loaded=e.model in loaded)
                  for e in self.endpoints.values()]
         return service_pb2.ListModelsResponse(object="list", data=data)
