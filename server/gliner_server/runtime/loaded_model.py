@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
+from . import fast_heads, openvino_heads
 from .openvino_encoder import PRECISIONS, OpenVINOEncoder, export_ir
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
         encoder_config = getattr(model.encoder, "config", None)
         model.encoder = OpenVINOEncoder(ir_path, precision, cache_dir=cache_dir / "compiled",
                                         config=encoder_config)
+        fast_heads.install(model)
+        openvino_heads.install(model, precision, cache_dir=cache_dir / "compiled")
     return LoadedModel(
         model_id=model_id, model=model, precision=precision,
         architecture=getattr(model, "architecture", "span"),
