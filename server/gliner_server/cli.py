@@ -55,7 +55,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="OpenVINO IR and compiled-model cache")
     p.add_argument("--run-dir", type=Path, help="where Envoy's config and logs go (default: a temp dir)")
     p.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
-    p.add_argument("--batch-size", type=int, default=8, help="texts per encoder pass within a request")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="most texts per model pass; concurrent requests share passes (default 16)")
+    p.add_argument("--batch-tokens", type=int, default=8192,
+                   help="most padded tokens (texts x longest) per model pass (default 8192)")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+                   help="how long a pass waits for more requests when few are queued (default 0)")
+    p.add_argument("--max-queued-texts", type=int, default=1024,
+                   help="texts waiting for the model beyond which requests get 429 (default 1024)")
     p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest REST body Envoy accepts")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to drain in-flight calls on shutdown")
     p.add_argument("--no-envoy", action="store_true", help="run only the gRPC server (on --grpc-port)")
@@ -119,6 +126,7 @@ def main(argv=None) -> None:
     from .grpc_api.server import SERVICE_NAMES, GrpcServer
     from .history.cli import resolve_database_url
     from .history.store import HistoryStore
+    from .runtime.batcher import BatchPolicy
     from .runtime.registry import ModelRegistry, ModelSpec
 
     started = time.perf_counter()
@@ -126,7 +134,9 @@ def main(argv=None) -> None:
         [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,
                    kind=m.resolved_kind) for m in config.models],
         config.default_model, precision=args.precision, cache_dir=args.cache_dir,
-        max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes)
+        max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes,
+        batching=BatchPolicy(max_texts=args.batch_size, max_tokens=args.batch_tokens,
+                             wait_ms=args.batch_wait_ms, max_queued_texts=args.max_queued_texts))
     try:
         model = registry.preload()
     except ServiceError as error:  # the cause carries the operator's guidance (e.g. how to serve a local dir)
@@ -134,7 +144,7 @@ def main(argv=None) -> None:
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
     history = HistoryStore.open(database_url)  # creates a SQLite file's directory
 
-    engine = RecordingEngine(InferenceEngine(registry, batch_size=args.batch_size), history)
+    engine = RecordingEngine(InferenceEngine(registry), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,

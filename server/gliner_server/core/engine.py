@@ -54,7 +54,7 @@ class ServableModel(Protocol):
     model_id: str
     model: Any
 
-    def extract(self, texts, schema, *, threshold, batch_size, format_results,
+    def extract(self, texts, schema, *, threshold, format_results,
                 include_confidence, include_spans) -> list: ...
 
 
@@ -91,10 +91,8 @@ class StaticModels:
 class InferenceEngine:
     """Validates requests, routes them to a model and runs the library on them."""
 
-    def __init__(self, models: ModelSource, *, batch_size: int = 8, max_text_chars: int = 100_000,
-                 max_batch_texts: int = 64):
+    def __init__(self, models: ModelSource, *, max_text_chars: int = 100_000, max_batch_texts: int = 64):
         self.models = models
-        self.batch_size = batch_size
         self.max_text_chars = max_text_chars
         self.max_batch_texts = max_batch_texts
 
@@ -137,7 +135,7 @@ class InferenceEngine:
         started = time.perf_counter()
         try:
             results = model.extract(
-                list(texts), library_schema, threshold=request.threshold, batch_size=self.batch_size,
+                list(texts), library_schema, threshold=request.threshold,
                 format_results=request.output.format_results,
                 include_confidence=request.output.include_confidence,
                 include_spans=request.output.include_spans,

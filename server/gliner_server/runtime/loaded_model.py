@@ -12,6 +12,7 @@ from typing import Any
 
 from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
 from . import fast_heads, openvino_heads
+from .batcher import BatchPolicy, BatchScheduler
 from .openvino_encoder import PRECISIONS, OpenVINOEncoder, export_ir
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """One servable model. ``extract`` is safe to call from many threads."""
+    """One servable model. ``extract`` is safe to call from many threads.
+
+    Calls from concurrent requests are batched together by the model's
+    :class:`~.batcher.BatchScheduler` (one worker thread, created on first use),
+    which is also what keeps the library single-threaded per model.
+    """
 
     model_id: str
     model: Any                      # a gliner2 SpanExtractor / BoundaryExtractor
@@ -27,16 +33,35 @@ class LoadedModel:
     architecture: str
     load_seconds: float
     memory_bytes: int = 0           # approximate resident footprint, see _footprint
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    batching: BatchPolicy = BatchPolicy()
+    _scheduler: BatchScheduler | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def extract(self, texts: list[str], schema, *, threshold: float, batch_size: int,
-                format_results: bool, include_confidence: bool, include_spans: bool) -> list[dict]:
+    def scheduler(self) -> BatchScheduler:
         with self._lock:
-            return self.model.batch_extract(
-                texts, schema, batch_size=batch_size, threshold=threshold,
-                format_results=format_results, include_confidence=include_confidence,
-                include_spans=include_spans,
-            )
+            if self._scheduler is None:
+                self._scheduler = BatchScheduler(self._run_batch, self.batching, name=self.model_id)
+            return self._scheduler
+
+    def extract(self, texts: list[str], schema, *, threshold: float, format_results: bool,
+                include_confidence: bool, include_spans: bool, timeout: float | None = None) -> list[dict]:
+        options = (threshold, format_results, include_confidence, include_spans)
+        return self.scheduler().submit(texts, schema, options, schema_chars=_schema_chars(schema),
+                                       timeout=timeout)
+
+    def _run_batch(self, texts, schemas, options, chunk: int) -> list[dict]:
+        threshold, format_results, include_confidence, include_spans = options
+        return self.model.batch_extract(
+            list(texts), list(schemas), batch_size=chunk, threshold=threshold,
+            format_results=format_results, include_confidence=include_confidence,
+            include_spans=include_spans,
+        )
+
+
+def _schema_chars(schema) -> int:
+    """Characters of the schema's labels and descriptions: its share of the prompt, for batching."""
+    built = schema.build() if hasattr(schema, "build") else schema
+    return len(str(built))
 
 
 def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:

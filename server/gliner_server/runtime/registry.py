@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ErrorKind, ServiceError
+from .batcher import BatchPolicy
 from .checkpoint import CheckpointUnavailable
 from .loaded_model import LoadedModel, load_model
 
@@ -47,7 +48,7 @@ class ModelRegistry:
 
     def __init__(self, specs: Sequence[ModelSpec], default_id: str, *, precision: str, cache_dir: Path,
                  max_loaded: int | None = 2, max_loaded_bytes: int | None = None,
-                 loader: Loader = load_model):
+                 loader: Loader = load_model, batching: BatchPolicy = BatchPolicy()):
         self._specs = {spec.id: spec for spec in specs}
         if len(self._specs) != len(specs):
             raise ValueError("model ids must be unique")
@@ -63,6 +64,7 @@ class ModelRegistry:
         self.max_loaded = max_loaded
         self.max_loaded_bytes = max_loaded_bytes
         self._loader = loader
+        self.batching = batching
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
         self._load_locks = {model_id: threading.Lock() for model_id in self._specs}
@@ -121,7 +123,7 @@ class ModelRegistry:
             raise ServiceError(ErrorKind.SERVER_ERROR, f"Model {spec.id} could not be loaded "
                                f"({type(error).__name__}); the server log has the details") from error
         # The loader names the model after its source; clients know it by its id.
-        model = replace(model, model_id=spec.id)
+        model = replace(model, model_id=spec.id, batching=self.batching)
         logger.info("loaded model %s in %.1fs (~%.1f MiB)", spec.id, model.load_seconds,
                     model.memory_bytes / 2**20)
         return model

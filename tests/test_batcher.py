@@ -1,0 +1,172 @@
+"""Cross-request batching: grouping, budgets, fairness, isolation, bounds, and results on a real model."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import SEED_TEXT, loaded
+from helpers import assert_match
+from gliner_server.errors import ErrorKind, ServiceError
+from gliner_server.runtime.batcher import BatchPolicy, BatchScheduler
+
+
+class Recorder:
+    """A fake model pass: records each pass; the first one blocks until released, so others queue."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.passes: list[tuple[list[str], object, int]] = []
+        self.gate = threading.Event()
+        self.first_started = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, texts, schemas, options, chunk):
+        if not self.first_started.is_set():
+            self.first_started.set()
+            assert self.gate.wait(10)
+        self.passes.append((list(texts), options, chunk))
+        if self.fail_on is not None and self.fail_on in texts:
+            raise RuntimeError("bad text")
+        return [f"{t}|{s}" for t, s in zip(texts, schemas)]
+
+
+def _submit_all(scheduler, recorder, calls):
+    """Start a blocking first call, queue ``calls`` behind it, release; return results in call order."""
+    with ThreadPoolExecutor(len(calls) + 1) as pool:
+        first = pool.submit(scheduler.submit, ["first"], "s0", "o")
+        assert recorder.first_started.wait(10)
+        futures = [pool.submit(scheduler.submit, *call) for call in calls]
+        deadline = time.monotonic() + 10
+        while scheduler.queued_texts() < sum(len(c[0]) for c in calls) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        recorder.gate.set()
+        assert first.result(10) == ["first|s0"]
+        return [_outcome(f) for f in futures]
+
+
+def _outcome(future):
+    try:
+        return future.result(10)
+    except Exception as error:  # noqa: BLE001 - the test inspects it
+        return error
+
+
+def test_queued_requests_share_one_pass_and_each_gets_its_own_results():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=16))
+    calls = [([f"t{i}", f"u{i}"], f"schema{i}", "o") for i in range(5)]
+    results = _submit_all(scheduler, recorder, calls)
+    assert results == [[f"t{i}|schema{i}", f"u{i}|schema{i}"] for i in range(5)]
+    assert len(recorder.passes) == 2            # the blocking first pass, then all five together
+    assert sorted(recorder.passes[1][0]) == sorted(t for c in calls for t in c[0])
+    assert scheduler.stats.largest == 10
+
+
+def test_different_output_options_never_share_a_pass():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=16))
+    calls = [(["a"], "s", "o"), (["b"], "s", "other"), (["c"], "s", "o")]
+    assert _submit_all(scheduler, recorder, calls) == [["a|s"], ["b|s"], ["c|s"]]
+    shared = [set(texts) for texts, _, _ in recorder.passes[1:]]
+    assert {"a", "c"} in shared and {"b"} in shared
+    assert all(len({opt for _, opt, _ in [p]}) == 1 for p in recorder.passes)
+
+
+def test_budgets_cap_texts_and_padded_tokens_per_pass():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=4, max_tokens=10_000))
+    calls = [([f"x{i}"], "s", "o") for i in range(10)]
+    _submit_all(scheduler, recorder, calls)
+    assert max(len(texts) for texts, _, _ in recorder.passes) == 4
+
+    recorder = Recorder()
+    long_text = "word " * 400           # ~500 estimated tokens
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=64, max_tokens=1200))
+    _submit_all(scheduler, recorder, [([long_text], "s", "o") for _ in range(5)])
+    assert max(len(texts) for texts, _, _ in recorder.passes) == 2   # 2 × ~500 ≤ 1200 < 3 × ~500
+
+
+def test_the_oldest_request_goes_first():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=1))
+    calls = [([f"x{i}"], "s", "o") for i in range(6)]
+    _submit_all(scheduler, recorder, calls)
+    order = [texts[0] for texts, _, _ in recorder.passes[1:]]
+    assert order == sorted(order, key=lambda t: int(t[1:]))
+
+
+def test_one_failing_request_does_not_fail_the_others_in_its_pass():
+    recorder = Recorder(fail_on="bad")
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=16))
+    results = _submit_all(scheduler, recorder, [(["a"], "s", "o"), (["bad"], "s", "o"), (["c"], "s", "o")])
+    assert results[0] == ["a|s"] and results[2] == ["c|s"]
+    assert isinstance(results[1], RuntimeError) and "bad text" in str(results[1])
+    assert scheduler.stats.shared_pass_failures == 1
+
+
+def test_a_full_queue_refuses_at_once_with_rate_limited():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_queued_texts=3))
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(scheduler.submit, ["first"], "s", "o")
+        assert recorder.first_started.wait(10)
+        queued = pool.submit(scheduler.submit, ["a", "b", "c"], "s", "o")
+        while scheduler.queued_texts() < 3:
+            time.sleep(0.005)
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as refused:
+            scheduler.submit(["one more"], "s", "o")
+        assert refused.value.kind is ErrorKind.RATE_LIMITED
+        assert time.monotonic() - started < 1.0
+        recorder.gate.set()
+        assert queued.result(10) == ["a|s", "b|s", "c|s"] and first.result(10)
+
+
+def test_a_request_that_times_out_is_dropped_from_the_queue():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy())
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(scheduler.submit, ["first"], "s", "o")
+        assert recorder.first_started.wait(10)
+        with pytest.raises(ServiceError) as late:
+            scheduler.submit(["too late"], "s", "o", timeout=0.05)
+        assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED
+        recorder.gate.set()
+        first.result(10)
+    assert scheduler.submit(["after"], "s", "o") == ["after|s"]
+    assert all("too late" not in texts for texts, _, _ in recorder.passes)
+
+
+def test_the_worker_exits_when_idle_and_comes_back():
+    recorder = Recorder()
+    recorder.first_started.set()
+    scheduler = BatchScheduler(recorder, BatchPolicy(idle_seconds=0.05))
+    assert scheduler.submit(["a"], "s", "o") == ["a|s"]
+    worker = scheduler._worker
+    worker.join(2)
+    assert not worker.is_alive()
+    assert scheduler.submit(["b"], "s", "o") == ["b|s"]
+
+
+SCHEMA_TEXTS = [SEED_TEXT, "Satya Nadella leads Microsoft from Redmond.", "The battery life is poor.",
+                "Contoso hired Ann Lee as CFO in Berlin on Monday."]
+
+
+def test_concurrent_requests_on_a_real_model_equal_one_at_a_time(checkpoints, cache_dir):
+    model = loaded(checkpoints["span"], "f32", cache_dir)
+    labels = [["company", "person"], ["location", "person", "date"], ["product"], ["company", "role"]]
+    flags = dict(threshold=0.4, format_results=True, include_confidence=True, include_spans=True)
+
+    def one(i):
+        schema = model.model.create_schema().entities(labels[i % 4])
+        return model.extract([SCHEMA_TEXTS[i % 4]], schema, **flags)
+
+    alone = [one(i) for i in range(4)]
+    passes_before = model.scheduler().stats.passes
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(one, range(24)))
+    for i, result in enumerate(together):
+        assert_match(result, alone[i % 4])  # padding to a longer text changes only float rounding
+    assert model.scheduler().stats.passes - passes_before < 24   # some requests shared a pass
