@@ -170,3 +170,25 @@ def test_concurrent_requests_on_a_real_model_equal_one_at_a_time(checkpoints, ca
     for i, result in enumerate(together):
         assert_match(result, alone[i % 4])  # padding to a longer text changes only float rounding
     assert model.scheduler().stats.passes - passes_before < 24   # some requests shared a pass
+
+
+def test_after_a_busy_pass_the_worker_waits_briefly_for_returning_clients():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy(max_texts=16, wait_ms=2000))
+    _submit_all(scheduler, recorder, [([f"x{i}"], "s", "o") for i in range(4)])   # a pass of 4
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(scheduler.submit, ["early"], "s", "o")]
+        time.sleep(0.2)                               # the others come back a little later
+        futures += [pool.submit(scheduler.submit, [f"late{i}"], "s", "o") for i in range(3)]
+        [f.result(10) for f in futures]
+    assert sorted(recorder.passes[-1][0]) == ["early", "late0", "late1", "late2"]
+
+
+def test_a_lone_client_never_waits():
+    recorder = Recorder()
+    recorder.first_started.set()
+    scheduler = BatchScheduler(recorder, BatchPolicy(wait_ms=5000))
+    started = time.monotonic()
+    for i in range(3):
+        assert scheduler.submit([f"t{i}"], "s", "o") == [f"t{i}|s"]
+    assert time.monotonic() - started < 2.5     # one 5 s wait would exceed this

@@ -16,9 +16,11 @@ task), fitted to GLiNER2:
   closeness of length to the oldest job, to limit padding.
 * **Fairness**: the oldest job always goes next; a job is never split, except
   that one larger than the budget runs alone, in chunks of ``max_texts``.
-* **Wait**: with ``wait_ms`` > 0 the worker waits up to that long for companions
-  when it finds fewer than ``max_texts`` texts waiting. Under load, requests
-  pile up while a pass runs, so batches form without any wait; the default is 0.
+* **Wait**: under load, requests pile up while a pass runs, so batches form
+  without waiting; but clients whose answers just came back need a moment to
+  send their next request. So when the last pass carried more texts than are
+  queued now, the worker waits up to ``wait_ms`` for that many (at most
+  ``max_texts``). A lone client never waits.
 * **Bounded queue**: past ``max_queued_texts`` waiting texts, ``submit`` fails at
   once with RATE_LIMITED instead of letting latency grow without bound.
 * **Isolation**: if a shared pass raises, each of its jobs is re-run alone, so
@@ -99,6 +101,7 @@ class BatchScheduler:
         self._queued_texts = 0
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._last_pass_texts = 0
 
     def submit(self, texts: Sequence[str], schema, options: Hashable, *, schema_chars: int = 0,
                timeout: float | None = None) -> list:
@@ -154,9 +157,12 @@ class BatchScheduler:
                 self._worker = None
                 return None
             self._cond.wait(remaining)
-        if policy.wait_ms > 0 and self._queued_texts < policy.max_texts:
+        # Wait for companions only while load says they are coming: the last pass
+        # was larger than what is queued now. A lone client never waits.
+        target = min(policy.max_texts, self._last_pass_texts)
+        if policy.wait_ms > 0 and self._queued_texts < target:
             deadline = time.monotonic() + policy.wait_ms / 1000.0
-            while self._queued_texts < policy.max_texts and (left := deadline - time.monotonic()) > 0:
+            while self._queued_texts < target and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
         head = self._queue[0]
         batch = [head]
@@ -173,6 +179,7 @@ class BatchScheduler:
         chosen = set(map(id, batch))
         self._queue = deque(j for j in self._queue if id(j) not in chosen)
         self._queued_texts -= rows
+        self._last_pass_texts = rows
         return batch
 
     def _run(self, jobs: list[_Job]) -> None:
