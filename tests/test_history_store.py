@@ -482,3 +482,45 @@ def test_acknowledged_writes_survive_sigkill(db_url):
         for inference_id in acknowledged:
             assert store.get("durable", inference_id).id == inference_id
         assert store.list("durable")[1] >= len(acknowledged)
+
+
+def test_concurrent_writers_share_commits_and_every_row_is_stored(store):
+    """Group commit: 40 concurrent writers, fewer transactions than writers, no row lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = threading.Barrier(8)
+
+    def write(i):
+        if i < 8:
+            gate.wait(5)
+        store.record_many([make_record(client_id="c", text=f"text {i} {j}") for j in range(2)])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(40)))
+    records, total = store.list("c", limit=1000)
+    assert total == 80 and sorted(r.text for r in records) == sorted(f"text {i} {j}" for i in range(40)
+                                                                      for j in range(2))
+    assert store._writes.groups < 40
+
+
+def test_a_failing_row_fails_only_its_own_writer():
+    from gliner_server.history.group_commit import GroupCommit
+
+    committed = []
+
+    def commit(rows):
+        if "bad" in rows:
+            raise ValueError("bad row")
+        committed.extend(rows)
+
+    writer = GroupCommit(commit)
+    # Simulate a group formed while another writer was committing.
+    from gliner_server.history.group_commit import _Ticket
+    group = [_Ticket(["a"]), _Ticket(["bad"]), _Ticket(["c"])]
+    writer._commit_group(group)
+    assert committed == ["a", "c"]
+    assert [t.error is not None for t in group] == [False, True, False]
+    with pytest.raises(ValueError):
+        writer.write(["bad"])
+    writer.write(["d"])
+    assert committed[-1] == "d"

@@ -75,6 +75,5 @@ class RecordingEngine:
             )
             for text, result in zip(request.texts, outcome.results)
         ]
-        for record in records:
-            self.history.record(record)
+        self.history.record_many(records)  # one durable transaction, shared with concurrent requests
         return Recorded(outcome, [r.id for r in records], created_at)

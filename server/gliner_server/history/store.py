@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator, Sequence, TextIO
 
 import sqlalchemy as sa
 
 from ..errors import ErrorKind, ServiceError
 from . import database
+from .group_commit import GroupCommit
 from .records import VERDICTS, FeedbackRecord, InferenceRecord, new_feedback_id, utc_now
 from .tables import feedback, inferences
 from .training import training_example
@@ -36,6 +37,7 @@ class HistoryStore:
 
     def __init__(self, engine: sa.Engine):
         self._engine = engine
+        self._writes: GroupCommit[dict] = GroupCommit(self._insert)
 
     @classmethod
     def open(cls, url: str) -> "HistoryStore":
@@ -60,24 +62,23 @@ class HistoryStore:
     # -- inferences ---------------------------------------------------------
 
     def record(self, rec: InferenceRecord) -> None:
-        """Store one inference; committed (durable) when this returns.
+        """Store one inference; committed (durable) when this returns."""
+        self.record_many([rec])
 
-        A privacy-mode record never stores its text or output.
+    def record_many(self, records: Sequence[InferenceRecord]) -> None:
+        """Store inferences; committed (durable) when this returns.
+
+        Concurrent callers share a transaction (see :mod:`.group_commit`). A
+        privacy-mode record never stores its text or output.
         """
-        if rec.created_at.tzinfo is None:
+        if any(rec.created_at.tzinfo is None for rec in records):
             raise ValueError("InferenceRecord.created_at must be timezone-aware")
-        hidden = rec.privacy
-        row = {
-            "id": rec.id, "created_at": rec.created_at.astimezone(timezone.utc),
-            "route": rec.route, "model_id": rec.model_id, "task": rec.task,
-            "client_id": rec.client_id, "text": None if hidden else rec.text,
-            "schema": rec.schema, "parameters": rec.parameters,
-            "output": None if hidden else rec.output, "latency_ms": float(rec.latency_ms),
-            "project_id": rec.project_id, "training_job_id": rec.training_job_id,
-            "privacy": bool(rec.privacy),
-        }
+        if records:
+            self._writes.write([_inference_row(rec) for rec in records])
+
+    def _insert(self, rows: Sequence[dict]) -> None:
         with self._transaction(write=True) as connection:
-            connection.execute(inferences.insert().values(**row))
+            connection.execute(inferences.insert(), list(rows))
 
     def list(self, client_id: str, *, limit: int = 20, offset: int = 0,
              model_id: str | None = None, task: str | None = None,
@@ -240,3 +241,16 @@ def _feedback_from_row(row) -> FeedbackRecord:
         verdict=row["verdict"], corrected_output=row["corrected_output"],
         created_at=_utc(row["created_at"]),
     )
+
+
+def _inference_row(rec: InferenceRecord) -> dict:
+    hidden = rec.privacy
+    return {
+        "id": rec.id, "created_at": rec.created_at.astimezone(timezone.utc),
+        "route": rec.route, "model_id": rec.model_id, "task": rec.task,
+        "client_id": rec.client_id, "text": None if hidden else rec.text,
+        "schema": rec.schema, "parameters": rec.parameters,
+        "output": None if hidden else rec.output, "latency_ms": float(rec.latency_ms),
+        "project_id": rec.project_id, "training_job_id": rec.training_job_id,
+        "privacy": bool(rec.privacy),
+    }
