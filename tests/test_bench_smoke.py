@@ -17,10 +17,11 @@ def test_benchmark_smoke(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     sequential = [r for r in report["rows"] if r["clients"] == 1 and "speedup_vs_reference_p50" in r]
-    assert {r["path"] for r in sequential} == {"reference", "runtime", "grpc", "rest"}
+    assert {r["path"] for r in sequential} == {"reference", "runtime", "runtime+history", "grpc", "rest"}
     assert {r["case"] for r in sequential} >= {"seed, 4 labels", "combined schema"}
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in sequential)
     concurrent = [r for r in report["rows"] if "throughput_vs_reference_sequential" in r]
     assert concurrent and all(r["errors"] == 0 and r["throughput_rps"] > 0 for r in concurrent)
-    assert "f32" in report["startup_s"] and "before" in report["machine_busy"]
+    assert "f32" in report["startup_s"] and "f32" in report["startup_cached_s"] and "before" in report["machine_busy"]
+    assert len(report["targets"]) == 2 and "REST p50" in report["targets"][1]
     assert "p50 ms" in result.stdout  # the table was printed
