@@ -24,7 +24,12 @@ def build_lora_adapter(base_checkpoint: Path, out_dir: Path, seed: int, *, r: in
     from gliner2 import AutoExtractor
     from gliner2.training.lora import LoRALayer
 
-    peft_model = AutoExtractor.from_pretrained(str(base_checkpoint)).apply_lora(r=r, alpha=alpha, targets=targets)
+    # PEFT draws the A matrices from torch's global generator: seed it, so the adapter
+    # depends on ``seed`` only, not on what else ran in this process before.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        peft_model = AutoExtractor.from_pretrained(str(base_checkpoint)).apply_lora(r=r, alpha=alpha,
+                                                                                    targets=targets)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, module in peft_model.named_modules():
