@@ -72,3 +72,51 @@ def test_precision_modes_reach_the_compiled_model(span_checkpoint, cache_dir):
         "INFERENCE_PRECISION_HINT") for p in ("f32", "bf16", "int8")}
     assert hints["f32"] == ov.Type.f32 and hints["int8"] == ov.Type.f32
     assert hints["bf16"] == (ov.Type.bf16 if cpu_supports_bf16(ov.Core()) else ov.Type.f32)
+
+
+def test_int8_ptq_is_calibrated_on_library_inputs_and_quantizes_activations(span_checkpoint, tmp_path):
+    """int8-ptq: NNCF quantize on encoder inputs captured from the library; its own IR cache key."""
+    import numpy as np
+    from gliner2 import AutoExtractor
+
+    from gliner_server.runtime.calibration import CALIBRATION_TEXTS, calibration_inputs
+    from gliner_server.runtime.openvino_encoder import (PRECISIONS, OpenVINOEncoder, export_ir, ir_weights,
+                                                        is_activation_quantized)
+
+    assert "int8-ptq" in PRECISIONS
+    assert len({ir_weights("f32"), ir_weights("int8"), ir_weights("int8-ptq")}) == 3
+    assert ir_weights("bf16") == ir_weights("f32")
+    model = AutoExtractor.from_pretrained(str(span_checkpoint)).eval()
+    calibration = calibration_inputs(model, texts=CALIBRATION_TEXTS[:10])
+    assert len(calibration) == 10 + 2  # every text at batch 1, then padded batches of 8
+    assert all(ids.shape == mask.shape and ids.dtype == np.int64 for ids, mask in calibration)
+    assert any((mask == 0).any() for _, mask in calibration)
+    with pytest.raises(ValueError, match="calibration"):
+        export_ir(model.encoder, tmp_path / "none" / "encoder.xml", "int8-ptq")
+    exact, quantized = tmp_path / "f32" / "encoder.xml", tmp_path / "ptq" / "encoder.xml"
+    export_ir(model.encoder, exact, "f32")
+    export_ir(model.encoder, quantized, "int8-ptq", calibration=calibration)
+    assert is_activation_quantized(quantized) and not is_activation_quantized(exact)
+    with pytest.raises(RuntimeError, match="int8-ptq"):  # an fp32 IR under an int8-ptq key is refused
+        OpenVINOEncoder(exact, "int8-ptq", cache_dir=None)
+    ids, mask = calibration[0]
+    want = OpenVINOEncoder(exact, "f32", cache_dir=None).run(ids, mask)
+    got = OpenVINOEncoder(quantized, "int8-ptq", cache_dir=None).run(ids, mask)
+    assert got.shape == want.shape
+    assert 0 < np.linalg.norm(got - want) / np.linalg.norm(want) < 0.25
+
+
+def test_int8_ptq_mode_loads_and_runs(span_checkpoint, cache_dir):
+    import openvino as ov
+
+    from gliner_server.runtime.openvino_encoder import cpu_supports_bf16, is_activation_quantized
+
+    model = loaded(span_checkpoint, "int8-ptq", cache_dir)
+    irs = list((cache_dir / "ir").glob("*-int8q-*/encoder.xml"))
+    assert len(irs) == 1 and is_activation_quantized(irs[0])
+    hint = model.model.encoder.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert hint == (ov.Type.bf16 if cpu_supports_bf16(ov.Core()) else ov.Type.f32)
+    got = model.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    assert list(got["entities"]) == LABELS
+    assert all(0.0 <= m["confidence"] <= 1.0 for ms in got["entities"].values() for m in ms)
+    assert sum(map(len, got["entities"].values())) > 0

