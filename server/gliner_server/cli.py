@@ -89,6 +89,16 @@ def api_keys(config: ServiceConfig, extra_keys: list[str]):
     return ApiKeys(clients)
 
 
+def _seconds_since_process_start() -> float | None:
+    """Wall time since this process was created (Linux /proc; None elsewhere): imports included."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def _redacted(url: str) -> str:
     """A database URL without its password, for logs."""
     from sqlalchemy.engine import make_url
@@ -158,9 +168,10 @@ def main(argv=None) -> None:
         envoy = _start_envoy(args, server.port, list(SERVICE_NAMES))
     ready = time.perf_counter() - started
     where = f"port {envoy.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
-    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs", model.model_id, where,
-                args.precision, "API keys required" if keys.enabled else "no authentication",
-                _redacted(database_url), ready)
+    since_start = _seconds_since_process_start()
+    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start)",
+                model.model_id, where, args.precision, "API keys required" if keys.enabled else "no authentication",
+                _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s")
     print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
 
     restarts: list[float] = []
