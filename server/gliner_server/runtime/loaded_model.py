@@ -14,7 +14,7 @@ from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_diges
 from . import fast_heads, lean_load, openvino_heads
 from .batcher import BatchPolicy, BatchScheduler
 from .calibration import calibration_inputs
-from .openvino_encoder import PRECISIONS, OpenVINOEncoder, export_ir, ir_weights
+from .openvino_encoder import EXPORT_REVISION, PRECISIONS, OpenVINOEncoder, export_ir, ir_weights
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:
     import openvino as ov
 
     version = ov.get_version().split("-")[0]  # f32 and bf16 share the fp32 IR (see IR_WEIGHTS)
-    return cache_dir / "ir" / f"{digest}-{ir_weights(precision)}-ov{version}" / "encoder.xml"
+    return cache_dir / "ir" / f"{digest}-{ir_weights(precision)}-e{EXPORT_REVISION}-ov{version}" / "encoder.xml"
 
 
 def _merge_adapter(model, adapter: Path) -> None:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import deberta_attention
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("f32", "bf16", "int8", "int8-ptq")
@@ -42,6 +44,9 @@ IR_WEIGHTS = {"f32": "fp32", "bf16": "fp32", "int8": "int8w", "int8-ptq": "int8q
 # INFERENCE_PRECISION_HINT per mode (what is not quantised runs at this precision).
 _HINTS = {"f32": "f32", "bf16": "bf16", "int8": "f32", "int8-ptq": "bf16"}
 OUTPUT_NAME = "last_hidden_state"
+# Part of the IR cache key: bumped whenever export_ir builds a different graph from the same
+# weights, so IRs cached by an older export are not reused. 2: windowed DeBERTa attention.
+EXPORT_REVISION = 2
 
 
 class _LastHiddenState(torch.nn.Module):
@@ -93,7 +98,7 @@ def export_ir(encoder: torch.nn.Module, ir_path: Path, precision: str, *, calibr
                          "gliner_server.runtime.calibration.calibration_inputs(model))")
 
     example = torch.ones((2, 16), dtype=torch.long)
-    with torch.no_grad():
+    with torch.no_grad(), deberta_attention.exportable(encoder):
         model = ov.convert_model(
             _LastHiddenState(encoder).eval(),
             example_input={"input_ids": example, "attention_mask": example},
