@@ -350,18 +350,36 @@ def margin_report(margins_of: list[dict], pairs: list[dict]) -> dict:
 
 
 def recommend(rows: dict[str, dict], rule: float = AGREEMENT_RULE) -> tuple[str, str]:
-    """The fastest mode with ≥ ``rule`` % of pairs identical to f32 (f32 qualifies by definition)."""
-    eligible = {m: r for m, r in rows.items() if m in MODES and (m == "f32" or (r["identical_pct"] or 0) >= rule)}
+    """The fastest mode with ≥ ``rule`` % of pairs identical to f32 (f32 qualifies by definition).
+
+    A mode that runs exactly as f32 on this machine (``runs_as_f32``: bf16 on a
+    CPU without bf16, which falls back to f32) is not a candidate: any speed
+    difference to f32 is noise.
+    """
+    eligible = {m: r for m, r in rows.items() if m in MODES and (m == "f32" or (
+        (r["identical_pct"] or 0) >= rule and not r.get("runs_as_f32")))}
     best = min(eligible, key=lambda m: rows[m]["median_ms"])
     reason = (f"fastest mode with >= {rule:g}% of pairs identical to f32: {best} at {rows[best]['median_ms']} ms "
               f"median per text; " + ", ".join(f"{m} {r['identical_pct']}% / {r['median_ms']} ms"
                                                   for m, r in rows.items() if m in MODES))
+    same = [m for m, r in rows.items() if m in MODES and m != "f32" and r.get("runs_as_f32")]
+    if same:
+        reason += f"; {', '.join(same)} run{'s' if len(same) == 1 else ''} as f32 on this CPU (not a candidate)"
     return best, reason
 
 
 # ---------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------
+
+def execution(model) -> str:
+    """What a loaded model's encoder really runs: its IR's weights and the compiled inference precision."""
+    from gliner_server.runtime.openvino_encoder import IR_WEIGHTS
+
+    encoder = model.encoder
+    hint = encoder.compiled.get_property("INFERENCE_PRECISION_HINT")
+    return f"{IR_WEIGHTS[encoder.precision]} weights, {hint.get_type_name()} inference"
+
 
 def agreement_checkpoint(cache: Path) -> Path:
     """deberta-v3-base's shapes with a well-conditioned random encoder and spread head scores. Cached.
@@ -448,6 +466,9 @@ def run(checkpoint: Path, cache_dir: Path, modes: list[str], pairs: list[dict], 
         lat = latencies.get(name) or (latencies["torch"] if name == "f32 vs torch" else latencies["f32"])
         rows[name] = summarise(comps, pair_kinds, lat, threshold)
     rows["f32 vs torch"]["torch_median_ms"] = round(statistics.median(latencies["torch"]), 2)
+    for name in modes:
+        rows[name]["runs_as"] = execution(models[name])
+        rows[name]["runs_as_f32"] = rows[name]["runs_as"] == execution(models["f32"])
     disagreements = {name: [{"pair": p["id"], "mismatches": c["mismatches"][:20]}
                             for p, c in zip(pairs, comps) if not c["identical"]]
                      for name, comps in comparisons.items()}
@@ -477,6 +498,8 @@ def print_report(report: dict) -> None:
           f"sure = share of f32's items with a decision margin > 0.05 that the mode also gives; "
           f"drift = |Δconfidence| of matched items; ms/text: median per text at batch 1, of the row's mode "
           f"(the torch reference's on the 'f32 vs torch' row))")
+    print("encoders as compiled on this CPU: " + "; ".join(
+        f"{name}: {rows[name]['runs_as']}" for name in report["modes"] if "runs_as" in rows[name]))
     for name, r in rows.items():
         if r["mismatched_items"]:
             print(f"  {name}: {r['mismatched_items']} of {r['items']} items differ; of the {r['f32_items_lost']} "

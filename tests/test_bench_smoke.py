@@ -23,5 +23,10 @@ def test_benchmark_smoke(tmp_path):
     concurrent = [r for r in report["rows"] if "throughput_vs_reference_sequential" in r]
     assert concurrent and all(r["errors"] == 0 and r["throughput_rps"] > 0 for r in concurrent)
     assert "f32" in report["startup_s"] and "f32" in report["startup_cached_s"] and "before" in report["machine_busy"]
-    assert len(report["targets"]) == 2 and "REST p50" in report["targets"][1]
+    assert [line for line in report["targets"] if line.startswith("  f32: REST p50")]
+    assert [line for line in report["targets"] if line.startswith("  transport")]
+    overhead = report["overhead"]
+    assert set(overhead["paired_median_over_runtime_ms"]) == {"runtime+history", "grpc", "rest"}
+    assert all(v > 0 for v in overhead["p50_ms"].values())
+    assert report["startup_cached_server"]["f32"]["load_to_serving_s"] > 0
     assert "p50 ms" in result.stdout  # the table was printed

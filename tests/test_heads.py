@@ -96,3 +96,23 @@ def test_heads_on_the_same_encoder_output_match_the_library(span_pair):
     expected = reference.batch_extract(TEXTS, _combined_schema(reference), hidden_states=hidden, **flags)
     assert_match(got, expected)
     assert any(r["entities"] for r in expected)  # the comparison covers real spans
+
+
+def test_head_ir_is_converted_once_then_read_back(checkpoints, tmp_path, monkeypatch):
+    """A restart reads the heads' cached IR instead of tracing them again, and runs the same heads."""
+    import openvino as ov
+    from gliner2 import AutoExtractor
+
+    first = AutoExtractor.from_pretrained(str(checkpoints["span"])).eval()
+    moved = openvino_heads.install(first, "f32", ir_dir=tmp_path / "heads")
+    assert len(list((tmp_path / "heads").glob("*.xml"))) == 6 and len(moved) == 4
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the heads' IR is cached: nothing is converted again")
+
+    monkeypatch.setattr(ov, "convert_model", refuse)
+    second = AutoExtractor.from_pretrained(str(checkpoints["span"])).eval()
+    assert openvino_heads.install(second, "f32", ir_dir=tmp_path / "heads") == moved
+    rows = torch.randn(5, first.hidden_size)
+    assert torch.equal(second.classifier(rows), first.classifier(rows))
+    assert torch.equal(second.count_pred(rows), first.count_pred(rows))

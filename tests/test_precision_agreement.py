@@ -109,6 +109,10 @@ def test_recommendation_is_the_fastest_mode_at_or_above_the_rule():
     assert recommend(rows)[0] == "bf16"
     rows["bf16"]["identical_pct"] = 90.0
     assert recommend(rows)[0] == "f32"
+    # bf16 on a CPU without bf16 runs as f32: faster by noise only, never the pick
+    rows["bf16"].update(identical_pct=100.0, median_ms=9.0, runs_as_f32=True)
+    best, reason = recommend(rows)
+    assert best == "f32" and "bf16 runs as f32 on this CPU" in reason
 
 
 def test_corpus_is_deterministic_large_and_covers_every_task_kind():
@@ -140,4 +144,5 @@ def test_smoke_run_writes_the_report(tmp_path):
     assert rows["f32 vs f32 (repeat)"]["identical_pct"] == 100.0  # OpenVINO f32 is deterministic
     assert report["pairs"] == 10 and report["margins"]["all"]["n"] > 0
     assert report["recommended"] in MODES
+    assert rows["f32"]["runs_as"] == "fp32 weights, f32 inference" and rows["f32"]["runs_as_f32"]
     assert f"RECOMMENDED DEFAULT PRECISION: {report['recommended']}" in result.stdout.splitlines()[-2]

@@ -65,11 +65,17 @@ def _schema_chars(schema) -> int:
     return len(str(built))
 
 
-def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:
+def _ir_dir(cache_dir: Path, digest: str, kind: str) -> Path:
+    """Where converted IR of the weights ``digest`` lives: ``kind`` is a weight format or ``heads``."""
     import openvino as ov
 
-    version = ov.get_version().split("-")[0]  # f32 and bf16 share the fp32 IR (see IR_WEIGHTS)
-    return cache_dir / "ir" / f"{digest}-{ir_weights(precision)}-e{EXPORT_REVISION}-ov{version}" / "encoder.xml"
+    version = ov.get_version().split("-")[0]
+    return cache_dir / "ir" / f"{digest}-{kind}-e{EXPORT_REVISION}-ov{version}"
+
+
+def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:
+    # f32 and bf16 share the fp32 IR (see IR_WEIGHTS)
+    return _ir_dir(cache_dir, digest, ir_weights(precision)) / "encoder.xml"
 
 
 def _merge_adapter(model, adapter: Path) -> None:
@@ -130,7 +136,7 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
     adapter_dir = Path(adapter).expanduser() if adapter is not None else None
     if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
         raise CheckpointUnavailable(f"No LoRA adapter at {adapter}: expected a directory with adapter_config.json")
-    ir_path = None
+    ir_path = digest = None
     if precision != "torch":
         digest = content_digest(checkpoint.path, cache_dir)
         if adapter_dir is not None:
@@ -165,7 +171,9 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
             model.encoder = OpenVINOEncoder(ir_path, precision, cache_dir=cache_dir / "compiled",
                                             config=encoder_config)
         fast_heads.install(model)
-        openvino_heads.install(model, precision, cache_dir=cache_dir / "compiled")
+        # The heads' IR is fp32 whatever the mode (precision only sets their compile hint).
+        openvino_heads.install(model, precision, cache_dir=cache_dir / "compiled",
+                               ir_dir=_ir_dir(cache_dir, digest, "heads"))
     return LoadedModel(
         model_id=model_id, model=model, precision=precision,
         architecture=getattr(model, "architecture", "span"),

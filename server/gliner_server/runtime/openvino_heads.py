@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import types
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,16 +41,14 @@ class RowwiseOpenVINO(torch.nn.Module):
     """
 
     def __init__(self, function: torch.nn.Module, in_dim: int, precision: str, *,
-                 cache_dir=None, core=None):
+                 cache_dir=None, core=None, ir_path=None):
         super().__init__()
         import openvino as ov
 
         core = core or ov.Core()
         if cache_dir is not None:
             core.set_property({"CACHE_DIR": str(cache_dir)})
-        with torch.no_grad():
-            model = ov.convert_model(function.eval(), example_input=torch.zeros(3, in_dim),
-                                     input=[([-1, in_dim], ov.Type.f32)])
+        model = convert_rows(function, in_dim, ir_path)
         properties = compile_config(precision)
         if properties["INFERENCE_PRECISION_HINT"] == "bf16" and not cpu_supports_bf16(core):
             properties["INFERENCE_PRECISION_HINT"] = "f32"
@@ -76,6 +75,30 @@ class RowwiseOpenVINO(torch.nn.Module):
             outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
         tensors = tuple(torch.from_numpy(o).reshape(*lead, *o.shape[1:]) for o in outputs)
         return tensors[0] if len(tensors) == 1 else tensors
+
+
+def convert_rows(function: torch.nn.Module, in_dim: int, ir_path: Optional[Path] = None):
+    """``function`` as an OpenVINO model with a dynamic row count (fp32 weights).
+
+    With ``ir_path``, the conversion is saved there and later calls read it back
+    instead of tracing ``function`` again (the caller keys the path by the
+    weights, see ``loaded_model``): tracing is most of a head's start-up cost.
+    """
+    import openvino as ov
+
+    if ir_path is not None and Path(ir_path).is_file():
+        return ov.Core().read_model(str(ir_path))
+    with torch.no_grad():
+        model = ov.convert_model(function.eval(), example_input=torch.zeros(3, in_dim),
+                                 input=[([-1, in_dim], ov.Type.f32)])
+    if ir_path is not None:
+        ir_path = Path(ir_path)
+        ir_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = ir_path.with_name(ir_path.stem + ".partial.xml")
+        ov.save_model(model, partial, compress_to_fp16=False)  # exact: keep fp32 weights
+        partial.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
+        partial.replace(ir_path)
+    return model
 
 
 class _TokenSide(torch.nn.Module):
@@ -153,10 +176,11 @@ def _is_plain_mlp(module) -> bool:
     return isinstance(module, torch.nn.Sequential) and all(isinstance(m, allowed) for m in module)
 
 
-def install(model, precision: str, *, cache_dir=None) -> list[str]:
+def install(model, precision: str, *, cache_dir=None, ir_dir=None) -> list[str]:
     """Move a span model's head projections to OpenVINO; return the names of what moved.
 
     Boundary models and unknown head layouts keep the library's PyTorch heads.
+    ``ir_dir`` (keyed by the model's weights) caches the converted heads.
     """
     from gliner2.layers import CountLSTM, SpanMarkerV0
 
@@ -168,26 +192,28 @@ def install(model, precision: str, *, cache_dir=None) -> list[str]:
     hidden = model.hidden_size
     moved = []
 
-    def compile_rows(function, in_dim):
-        return RowwiseOpenVINO(function, in_dim, precision, cache_dir=cache_dir, core=core)
+    def compile_rows(function, in_dim, name):
+        ir_path = None if ir_dir is None else Path(ir_dir) / f"{name}.xml"
+        return RowwiseOpenVINO(function, in_dim, precision, cache_dir=cache_dir, core=core, ir_path=ir_path)
 
     marker = getattr(getattr(model, "span_rep", None), "span_rep_layer", None)
     if type(marker) is SpanMarkerV0 and _is_plain_mlp(marker.project_start) and _is_plain_mlp(marker.out_project):
         # Plain attributes (not submodules): the torch weights stay the source of truth.
-        object.__setattr__(marker, "_ov_token_side", compile_rows(_TokenSide(marker), hidden))
-        object.__setattr__(marker, "_ov_query_side", compile_rows(_QuerySide(marker), hidden))
+        object.__setattr__(marker, "_ov_token_side", compile_rows(_TokenSide(marker), hidden, "span_token_side"))
+        object.__setattr__(marker, "_ov_query_side", compile_rows(_QuerySide(marker), hidden, "span_query_side"))
         object.__setattr__(marker, "score_queries", types.MethodType(_score_queries, marker))
         moved.append("span_rep.score_queries")
     for name in ("count_pred", "classifier"):
         module = getattr(model, name, None)
         if _is_plain_mlp(module):
-            object.__setattr__(model, name, compile_rows(module, module[0].in_features))
+            object.__setattr__(model, name, compile_rows(module, module[0].in_features, name))
             moved.append(name)
     count_embed = getattr(model, "count_embed", None)
     if type(count_embed) is CountLSTM and _is_plain_mlp(count_embed.projector):
-        object.__setattr__(count_embed, "projector", compile_rows(count_embed.projector, 2 * hidden))
+        object.__setattr__(count_embed, "projector", compile_rows(count_embed.projector, 2 * hidden, "count_embed_projector"))
         gru = count_embed.gru
         object.__setattr__(count_embed, "hidden_linear",
-                           compile_rows(_Linear(gru.weight_hh_l0, gru.bias_hh_l0), hidden))
+                           compile_rows(_Linear(gru.weight_hh_l0, gru.bias_hh_l0), hidden,
+                                                "count_embed_hidden_linear"))
         moved.append("count_embed")
     return moved
