@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import signal
 import statistics
@@ -36,9 +35,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, bench_checkpoint, cpu_busy_fraction
+from common import ROOT, bench_checkpoint, cpu_busy_fraction, server_start_figures
 
-READY = re.compile(r"ready in ([0-9.]+)s(?: \(([0-9.]+)s since process start\))?")
+from gliner_server.runtime.openvino_encoder import PRECISIONS
+
 
 
 def serve_command(checkpoint: Path, cache_dir: Path, run_dir: Path, precision: str) -> list[str]:
@@ -79,12 +79,11 @@ def start_once(command: list[str], log_path: Path, timeout: float) -> dict:
         code = process.wait(timeout=60)
         reader.join(timeout=5)
         log.close()
-    text = log_path.read_text(errors="replace")
-    ready = READY.search(text)
-    return {"spawn_to_serving_s": round(spawn_to_serving, 3),
-            "ready_in_s": float(ready.group(1)) if ready else None,
-            "since_process_start_s": float(ready.group(2)) if ready and ready.group(2) else None,
-            "cpu_s": cpu, "exit_code": code}
+    figures = server_start_figures(log_path.read_text(errors="replace"))
+    return {"spawn_to_serving_s": round(spawn_to_serving, 3), "ready_in_s": figures.get("ready_in_s"),
+            "since_process_start_s": figures.get("since_process_start_s"),
+            "library_import_s": figures.get("library_import_s"),
+            "cached_ir_to_serving_s": figures.get("cached_ir_to_serving_s"), "cpu_s": cpu, "exit_code": code}
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -101,7 +100,7 @@ def process_cpu_seconds(pid: int) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "int8"))
+    parser.add_argument("--precision", default="f32", choices=PRECISIONS)
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench",
                         help="holds the checkpoint and ov-cache/ (the IR and compiled-model cache)")
     parser.add_argument("--tiny", action="store_true", help="the tiny checkpoint (smoke runs)")
@@ -130,7 +129,9 @@ def main() -> None:
                              work / f"run{i}.log", args.timeout)
             runs.append(run)
             print(f"run {i + 1}: spawn -> SERVING {run['spawn_to_serving_s']:.2f} s, "
-                  f"server: ready in {run['ready_in_s']} s ({run['since_process_start_s']} s since process start), "
+                  f"server: ready in {run['ready_in_s']} s ({run['since_process_start_s']} s since process start; "
+                  f"{run['library_import_s']} s importing gliner2, {run['cached_ir_to_serving_s']} s from the "
+                  f"cached IR to SERVING), "
                   f"server CPU {run['cpu_s']} s", flush=True)
             busy.append(cpu_busy_fraction(1.0))
     finally:
@@ -139,10 +140,14 @@ def main() -> None:
     spawn = [r["spawn_to_serving_s"] for r in runs]
     ready = [r["ready_in_s"] for r in runs if r["ready_in_s"] is not None]
     cpu = [r["cpu_s"] for r in runs if r["cpu_s"] is not None]
+    lean = [r["cached_ir_to_serving_s"] for r in runs if r["cached_ir_to_serving_s"] is not None]
+    library = [r["library_import_s"] for r in runs if r["library_import_s"] is not None]
     report = {"checkpoint": str(checkpoint), "precision": args.precision, "runs": runs,
               "median_spawn_to_serving_s": round(statistics.median(spawn), 3),
               "median_ready_in_s": round(statistics.median(ready), 3) if ready else None,
               "median_cpu_s": round(statistics.median(cpu), 2) if cpu else None,
+              "median_cached_ir_to_serving_s": round(statistics.median(lean), 2) if lean else None,
+              "median_library_import_s": round(statistics.median(library), 2) if library else None,
               "machine_busy": [round(b, 3) for b in busy]}
     print(f"\n{checkpoint.name}, precision {args.precision}, {len(runs)} runs")
     print(f"spawn -> SERVING: median {report['median_spawn_to_serving_s']:.2f} s  "
@@ -150,6 +155,10 @@ def main() -> None:
     if ready:
         print(f"server 'ready in': median {report['median_ready_in_s']:.1f} s  "
               f"(runs: {', '.join(f'{s:.1f}' for s in ready)})")
+    if lean:
+        print(f"of which importing gliner2 (torch, transformers): median {report['median_library_import_s']:.1f} s; "
+              f"cached IR to SERVING (IR and heads, warm-up, Envoy): median "
+              f"{report['median_cached_ir_to_serving_s']:.1f} s  (runs: {', '.join(f'{s:.1f}' for s in lean)})")
     if cpu:
         print(f"server CPU time by SERVING: median {report['median_cpu_s']:.1f} s  "
               f"(runs: {', '.join(f'{s:.1f}' for s in cpu)})")

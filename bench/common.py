@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import sys
 import time
@@ -62,3 +63,23 @@ def percentile(values, q: float) -> float:
 def summary(latencies_ms: list[float]) -> dict:
     return {"n": len(latencies_ms), "p50_ms": round(statistics.median(latencies_ms), 2),
             "p95_ms": round(percentile(latencies_ms, 0.95), 2), "p99_ms": round(percentile(latencies_ms, 0.99), 2)}
+
+
+_READY = re.compile(r"ready in ([0-9.]+)s \(([0-9.]+s|\?) since process start; ([0-9.]+)s of it importing")
+
+
+def server_start_figures(log: str) -> dict:
+    """The start-up figures of gliner2-serve's SERVING log line (the last one in ``log``).
+
+    ``ready_in_s`` counts from the start of ``main()`` (model load, warm-up, Envoy),
+    ``since_process_start_s`` from process creation (interpreter and imports too),
+    ``library_import_s`` is the part of ``ready_in_s`` spent importing gliner2
+    (torch, transformers), and ``cached_ir_to_serving_s`` the rest of it: loading
+    the cached IR and the heads, warm-up and Envoy.
+    """
+    found = _READY.findall(log)
+    if not found:
+        return {}
+    ready, since, library = found[-1]
+    return {"ready_in_s": float(ready), "since_process_start_s": None if since == "?" else float(since[:-1]),
+            "library_import_s": float(library), "cached_ir_to_serving_s": round(float(ready) - float(library), 2)}

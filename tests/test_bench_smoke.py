@@ -28,5 +28,5 @@ def test_benchmark_smoke(tmp_path):
     overhead = report["overhead"]
     assert set(overhead["paired_median_over_runtime_ms"]) == {"runtime+history", "grpc", "rest"}
     assert all(v > 0 for v in overhead["p50_ms"].values())
-    assert report["startup_cached_server"]["f32"]["load_to_serving_s"] > 0
+    assert report["startup_cached_server"]["f32"]["cached_ir_to_serving_s"] > 0
     assert "p50 ms" in result.stdout  # the table was printed

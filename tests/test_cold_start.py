@@ -171,6 +171,6 @@ def test_the_serve_command_takes_the_lean_path(span_checkpoint, cache_dir, work_
     try:
         log = stack.log_path.read_text()
         assert "loaded the heads only, no PyTorch encoder" in log
-        assert "since process start)" in log
+        assert "since process start; " in log and "of it importing the gliner2 library)" in log
     finally:
         assert stop_stack(stack) == 0, stack.log()

@@ -121,12 +121,12 @@ class FakeServer:
 
 
 def start_envoy(run_dir: Path, upstream_ports: list[int], **overrides) -> EnvoyProcess:
-    settings = EnvoySettings(
-        listen_host="127.0.0.1", listen_port=0, admin_port=0,
-        upstreams=[("127.0.0.1", p) for p in upstream_ports], services=[SERVICE],
-        max_request_bytes=MAX_REQUEST, health_check_interval_s=0.2, health_check_timeout_s=0.5,
+    settings = EnvoySettings(**{
+        "listen_host": "127.0.0.1", "listen_port": 0, "admin_port": 0,
+        "upstreams": [("127.0.0.1", p) for p in upstream_ports], "services": [SERVICE],
+        "max_request_bytes": MAX_REQUEST, "health_check_interval_s": 0.2, "health_check_timeout_s": 0.5,
         **overrides,
-    )
+    })
     return EnvoyProcess(settings, run_dir, descriptor=descriptor_set_bytes([pb]), concurrency=1,
                         file_flush_interval_ms=100).start()
 
@@ -566,3 +566,24 @@ def test_envoy_dies_with_its_parent(tmp_path, upstream):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_replica_that_turns_serving_is_seen_healthy_at_once(tmp_path):
+    """gliner2-serve starts Envoy while the model loads, NOT_SERVING, and waits for this before SERVING."""
+    server = FakeServer()
+    server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    proc = start_envoy(tmp_path, [server.port], health_check_interval_s=5.0, unhealthy_check_interval_s=0.1)
+    try:
+        base = f"http://127.0.0.1:{proc.port}"
+        assert proc.healthy_upstreams() == 0
+        assert not proc.wait_for_healthy_upstream(timeout_s=0.5)
+        assert_error(gliner2(base, {"text": "x"}), 503, "UNAVAILABLE")  # while loading: a shaped 503
+        server.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        began = time.monotonic()
+        assert proc.wait_for_healthy_upstream(timeout_s=5.0)
+        assert time.monotonic() - began < 2.0  # the unhealthy interval, not the 5 s healthy one
+        assert proc.healthy_upstreams() == 1
+        assert _wait_for(lambda: gliner2(base, {"text": "x"}).status_code == 200)
+    finally:
+        proc.stop()
+        server.stop()

@@ -147,10 +147,6 @@ def main(argv=None) -> None:
         max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes,
         batching=BatchPolicy(max_texts=args.batch_size, max_tokens=args.batch_tokens,
                              wait_ms=args.batch_wait_ms, max_queued_texts=args.max_queued_texts))
-    try:
-        model = registry.preload()
-    except ServiceError as error:  # the cause carries the operator's guidance (e.g. how to serve a local dir)
-        sys.exit(f"gliner2-serve: {error.__cause__ or error.message}")
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
     history = HistoryStore.open(database_url)  # creates a SQLite file's directory
 
@@ -159,19 +155,31 @@ def main(argv=None) -> None:
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
                         max_run_inputs=config.max_batch_inputs)
-    server.start()
+    server.start()  # NOT_SERVING until the model is loaded and warm
+    # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)
+    # meanwhile, and its health check sees the server turn SERVING within a fraction of a second.
+    envoy = None if args.no_envoy else _start_envoy(args, server.port, list(SERVICE_NAMES), wait=False)
+    try:
+        model = registry.preload()
+        if envoy is not None:
+            envoy.wait_live()
+    except BaseException as error:
+        _release(envoy, server, history)
+        if isinstance(error, ServiceError):  # the cause carries the operator's guidance (how to serve a local dir)
+            sys.exit(f"gliner2-serve: {error.__cause__ or error.message}")
+        raise
     _warm_up(engine.engine)
     server.mark_serving()
-
-    envoy = None
-    if not args.no_envoy:
-        envoy = _start_envoy(args, server.port, list(SERVICE_NAMES))
+    if envoy is not None and not envoy.wait_for_healthy_upstream(timeout_s=30):
+        logger.warning("Envoy does not see the gRPC server as healthy yet\n%s", envoy.log_tail())
     ready = time.perf_counter() - started
     where = f"port {envoy.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
     since_start = _seconds_since_process_start()
-    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start)",
+    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start; "
+                "%.1fs of it importing the gliner2 library)",
                 model.model_id, where, args.precision, "API keys required" if keys.enabled else "no authentication",
-                _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s")
+                _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s",
+                model.import_seconds)
     print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
 
     restarts: list[float] = []
@@ -200,7 +208,15 @@ def main(argv=None) -> None:
     os._exit(0 if stop.signal is not None else 1)
 
 
-def _start_envoy(args, grpc_port: int, services: list[str], port: int | None = None):
+def _release(envoy, server, history) -> None:
+    """Stop what start-up had started, when it fails before SERVING."""
+    if envoy is not None:
+        envoy.stop()
+    server.stop(0)
+    history.close()
+
+
+def _start_envoy(args, grpc_port: int, services: list[str], port: int | None = None, wait: bool = True):
     from .envoy import EnvoyProcess, EnvoySettings, descriptor_set_bytes
     from .grpc_api.server import PROTO_MODULES
 
@@ -209,7 +225,7 @@ def _start_envoy(args, grpc_port: int, services: list[str], port: int | None = N
     settings = EnvoySettings(listen_port=port or args.port, admin_port=args.admin_port, listen_host=args.host,
                              upstreams=[(args.grpc_host, grpc_port)], services=services,
                              max_request_bytes=args.max_request_bytes)
-    return EnvoyProcess(settings, run_dir / "envoy", descriptor=descriptor_set_bytes(PROTO_MODULES)).start()
+    return EnvoyProcess(settings, run_dir / "envoy", descriptor=descriptor_set_bytes(PROTO_MODULES)).start(wait=wait)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ class EnvoySettings:
     route_timeout_s: float = 60.0
     connect_timeout_s: float = 1.0
     health_check_interval_s: float = 1.0
+    # Hosts marked unhealthy (a replica still loading, or restarting) are checked this
+    # often, so one that turns SERVING takes traffic within a fraction of a second.
+    unhealthy_check_interval_s: float = 0.2
     health_check_timeout_s: float = 1.0
     health_check_service: str = ""  # grpc.health.v1 service name; "" = whole server
     unhealthy_threshold: int = 2
@@ -290,8 +293,12 @@ def _cluster(settings: EnvoySettings) -> dict:
             "timeout": _duration(settings.health_check_timeout_s),
             "interval": _duration(settings.health_check_interval_s),
             # Default no_traffic_interval is 60 s: an idle cluster would notice
-            # a recovered replica only a minute later.
-            "no_traffic_interval": _duration(settings.health_check_interval_s),
+            # a recovered replica only a minute later. Before any traffic (a replica
+            # still loading), it is what applies to unhealthy hosts too.
+            "no_traffic_interval": _duration(settings.unhealthy_check_interval_s),
+            "no_traffic_healthy_interval": _duration(settings.health_check_interval_s),
+            "unhealthy_interval": _duration(settings.unhealthy_check_interval_s),
+            "unhealthy_edge_interval": _duration(settings.unhealthy_check_interval_s),
             "unhealthy_threshold": settings.unhealthy_threshold,
             "healthy_threshold": settings.healthy_threshold,
             "grpc_health_check": {"service_name": settings.health_check_service},

@@ -140,7 +140,12 @@ class EnvoyProcess:
         self.config_path.write_text(render_config(self.settings, self.descriptor))
         return self.config_path
 
-    def start(self) -> "EnvoyProcess":
+    def start(self, wait: bool = True) -> "EnvoyProcess":
+        """Launch Envoy; with ``wait`` (default) return once it is LIVE, else call :meth:`wait_live` later.
+
+        Call from a thread that outlives Envoy (the main thread): Envoy is asked to
+        die with the thread that started it (``PR_SET_PDEATHSIG`` is per thread).
+        """
         if self._proc is not None:
             raise RuntimeError("Envoy already started")
         self.port = self.admin_port = None
@@ -165,8 +170,14 @@ class EnvoyProcess:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if wait:
+            self.wait_live()
+        return self
+
+    def wait_live(self) -> "EnvoyProcess":
+        """Block until the started Envoy is LIVE (its port known); stop it and raise if it is not."""
         try:
-            self._wait_live(admin_file)
+            self._wait_live(self.run_dir / ADMIN_ADDRESS_FILE)
         except BaseException:
             self.stop()
             raise
@@ -205,6 +216,26 @@ class EnvoyProcess:
         for status in statuses.get("listener_statuses", []):
             return status["local_address"]["socket_address"]["port_value"]
         raise EnvoyStartError(f"no listener reported by admin\n{self.log_tail()}")
+
+    def healthy_upstreams(self) -> int | None:
+        """How many upstream hosts Envoy's active health checks call healthy; None if admin is unreachable."""
+        text = self._admin_get("/clusters?format=json")
+        if text is None:
+            return None
+        hosts = [host for cluster in json.loads(text).get("cluster_statuses", [])
+                 for host in cluster.get("host_statuses", [])]
+        return sum(1 for host in hosts if not host.get("health_status", {}).get("failed_active_health_check"))
+
+    def wait_for_healthy_upstream(self, timeout_s: float = 10.0) -> bool:
+        """Block until at least one upstream is healthy (so requests are routed); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (self.healthy_upstreams() or 0) > 0:
+                return True
+            if not self.is_running():
+                return False
+            time.sleep(0.02)
+        return False
 
     def admin(self, path: str) -> str | None:
         """GET an admin endpoint (``/clusters``, ``/stats``...); None if unreachable."""
