@@ -166,15 +166,22 @@ def measure_precision(precision, checkpoint, args, reference, tokenizer, report)
                 report["rows"].append(row)
 
         seed = cases(tokenizer, True)[0]["body"]
-        ref_rate = 1000 / statistics.median(
-            [r["p50_ms"] for r in report["rows"] if r["case"] == "seed, 4 labels" and r["path"] == "reference"])
+        reference_seed = reference_call(reference, seed)
         for clients in args.clients:
             for name in ("grpc", "rest"):
+                # The machine's speed drifts: the reference's sequential rate is measured
+                # right before and right after each level, and the level is compared with their mean.
+                before, _, _ = concurrent_rate(reference_seed, 1, args.seconds / 2)
                 rate, latencies, errors = concurrent_rate(paths(seed)[name], clients, args.seconds)
+                after, _, _ = concurrent_rate(reference_seed, 1, args.seconds / 2)
+                ref_rate = (before + after) / 2
                 row = {"precision": precision, "case": "seed, 4 labels", "path": name, "clients": clients,
                        **summary(latencies or [0.0]), "throughput_rps": round(rate, 2), "errors": errors,
+                       "reference_sequential_rps": round(ref_rate, 2),
                        "throughput_vs_reference_sequential": round(rate / ref_rate, 2)}
                 report["rows"].append(row)
+                print(f"  {precision} {name} x{clients}: {rate:.2f} req/s, reference sequential {before:.2f} / "
+                      f"{after:.2f} req/s before / after", flush=True)
         channel.close()
     finally:
         stop_stack(stack)

@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grpc-port", type=int, default=0, help="internal gRPC server port (default: any free)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: any free)")
     p.add_argument("--precision", choices=PRECISIONS, default=os.environ.get("GLINER2_PRECISION", "f32"),
-                   help="encoder precision: f32 (exact), bf16, int8 weights (default f32)")
+                   help="f32 (exact, default), bf16 (f32 on CPUs without bf16), int8 (int8 weights), "
+                        "int8-ptq (int8 weights and activations); see the README's agreement figures")
     p.add_argument("--cache-dir", type=Path,
                    default=Path(os.environ.get("GLINER2_CACHE_DIR", Path.home() / ".cache" / "gliner2-service")),
                    help="OpenVINO IR and compiled-model cache")
