@@ -120,6 +120,7 @@ def test_a_full_queue_refuses_at_once_with_rate_limited():
             scheduler.submit(["one more"], "s", "o")
         assert refused.value.kind is ErrorKind.RATE_LIMITED
         assert time.monotonic() - started < 1.0
+        assert 1 <= refused.value.retry_after_s <= 60 and scheduler.stats.rejected == 1
         recorder.gate.set()
         assert queued.result(10) == ["a|s", "b|s", "c|s"] and first.result(10)
 
@@ -137,6 +138,71 @@ def test_a_request_that_times_out_is_dropped_from_the_queue():
         first.result(10)
     assert scheduler.submit(["after"], "s", "o") == ["after|s"]
     assert all("too late" not in texts for texts, _, _ in recorder.passes)
+
+
+class Caller:
+    """A stand-in for grpc.ServicerContext.add_callback: ``leave()`` runs what was registered."""
+
+    def __init__(self, gone: bool = False):
+        self.callbacks, self.gone = [], gone
+
+    def add_callback(self, callback) -> bool:
+        if self.gone:
+            return False
+        self.callbacks.append(callback)
+        return True
+
+    def leave(self):
+        self.gone = True
+        for callback in self.callbacks:
+            callback()
+
+
+def test_a_caller_that_leaves_has_its_queued_work_dropped():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy())
+    caller = Caller()
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(scheduler.submit, ["first"], "s", "o")
+        assert recorder.first_started.wait(10)
+        leaving = pool.submit(scheduler.submit, ["abandoned"], "s", "o", cancellation=caller)
+        staying = pool.submit(scheduler.submit, ["kept"], "s", "o")
+        while scheduler.queued_texts() < 2:
+            time.sleep(0.005)
+        caller.leave()
+        with pytest.raises(ServiceError) as cancelled:
+            leaving.result(10)
+        assert cancelled.value.kind is ErrorKind.CANCELLED
+        assert scheduler.queued_texts() == 1  # gone from the queue at once, not at its turn
+        recorder.gate.set()
+        assert first.result(10) and staying.result(10) == ["kept|s"]
+    assert all("abandoned" not in texts for texts, _, _ in recorder.passes)
+    assert scheduler.stats.dropped == 1
+    caller.leave()  # callbacks after the answer (gRPC runs them on every termination) change nothing
+
+
+def test_a_caller_already_gone_is_not_run():
+    recorder = Recorder()
+    recorder.first_started.set()
+    scheduler = BatchScheduler(recorder, BatchPolicy())
+    with pytest.raises(ServiceError) as cancelled:
+        scheduler.submit(["never"], "s", "o", cancellation=Caller(gone=True))
+    assert cancelled.value.kind is ErrorKind.CANCELLED
+    assert scheduler.submit(["next"], "s", "o") == ["next|s"]
+    assert all("never" not in texts for texts, _, _ in recorder.passes)
+
+
+def test_a_caller_leaving_during_its_pass_still_gets_the_pass_finished():
+    recorder = Recorder()
+    scheduler = BatchScheduler(recorder, BatchPolicy())
+    caller = Caller()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(scheduler.submit, ["running"], "s", "o", cancellation=caller)
+        assert recorder.first_started.wait(10)
+        caller.leave()  # too late to drop: the pass holds it
+        recorder.gate.set()
+        assert running.result(10) == ["running|s"]
+    assert scheduler.stats.dropped == 0
 
 
 def test_the_worker_exits_when_idle_and_comes_back():

@@ -11,13 +11,14 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
+from .front import DEFAULT_MAX_REQUEST_BYTES, SupervisedEnvoy, parse_upstream
+from .supervisor import REPLICA_ENV
 from .runtime.openvino_encoder import PRECISIONS
 
 logger = logging.getLogger("gliner2-serve")
@@ -29,7 +30,7 @@ WARM_UP_TEXTS = ("Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday.
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gliner2-serve", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=os.environ.get("GLINER2_CONFIG"),
-                   help="YAML file with models, /run endpoints, API clients and storage (see README)")
+                   help="YAML file with models, /run endpoints, API clients, storage and limits (see README)")
     p.add_argument("--model", default=os.environ.get("GLINER2_MODEL"),
                    help=f"the default model: hub id or checkpoint directory (default: the config's, "
                         f"else {DEFAULT_MODEL})")
@@ -62,13 +63,50 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="most padded tokens (texts x longest) per model pass (default 8192)")
     p.add_argument("--batch-wait-ms", type=float, default=0.0,
                    help="how long a pass waits for more requests when few are queued (default 0)")
-    p.add_argument("--max-queued-texts", type=int, default=1024,
-                   help="texts waiting for the model beyond which requests get 429 (default 1024)")
-    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest REST body Envoy accepts")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds to drain in-flight calls on shutdown")
-    p.add_argument("--no-envoy", action="store_true", help="run only the gRPC server (on --grpc-port)")
+
+    limits = p.add_argument_group("limits (also the configuration file's limits: section; flags win)")
+    limits.add_argument("--max-queued-texts", type=int,
+                        help="texts waiting for a model beyond which requests get 429 at once (default 1024)")
+    limits.add_argument("--max-request-bytes", type=int,
+                        help="largest REST body (Envoy, 413) and gRPC message (default 1 MiB)")
+    limits.add_argument("--max-text-chars", type=int, help="characters per text (default 100000; more: 413)")
+    limits.add_argument("--max-texts", type=int, help="texts per request (default 64; more: 400)")
+    limits.add_argument("--long-text", choices=("chunk", "reject"),
+                        help="texts over the model's window: process in overlapping chunks (default), or 413")
+    limits.add_argument("--window-words", type=int, help="the model's window in words (default 384)")
+
+    scale = p.add_argument_group("replicas and the front")
+    scale.add_argument("--replicas", type=int, default=1,
+                       help="gRPC server processes on this machine behind the one Envoy (default 1)")
+    scale.add_argument("--upstream", action="append", default=[], metavar="HOST:PORT",
+                       help="run only Envoy, in front of replicas started elsewhere with --no-envoy "
+                            "(repeatable; a DNS name stands for every address it resolves to)")
+    scale.add_argument("--no-envoy", action="store_true", help="run only the gRPC server (on --grpc-port)")
+    scale.add_argument("--rate-limit", type=int, default=0, metavar="RPS",
+                       help="requests per second per API key, enforced by Envoy (429); 0 = none (default)")
+    scale.add_argument("--rate-limit-burst", type=int, help="requests a key may send at once (default: RPS)")
+    scale.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): Envoy's listener speaks TLS")
+    scale.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    scale.add_argument("--drain-seconds", type=float, default=3.0,
+                       help="on SIGTERM, how long the server keeps answering while NOT_SERVING so that load "
+                            "balancers stop sending it calls (default 3)")
+    scale.add_argument("--grace", type=float, default=30.0,
+                       help="then, how long calls in flight may take to finish (default 30)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.replicas < 1:
+        p.error("--replicas must be at least 1")
+    if args.upstream and args.replicas > 1:
+        p.error("--upstream runs Envoy alone in front of replicas elsewhere; --replicas starts them here")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    try:
+        args.upstream = [parse_upstream(u) for u in args.upstream]
+    except ValueError as error:
+        p.error(str(error))
+    return args
 
 
 def _warm_up(engine) -> None:
@@ -118,23 +156,43 @@ class _Stop:
 
 
 def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    replica = os.environ.get(REPLICA_ENV)
+    tag = f" replica-{replica}" if replica is not None and args.no_envoy else ""
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration plugin otherwise
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.no_envoy or (args.replicas == 1 and not args.upstream):
+        run_server(args, stop, announce=not tag)
+    from .supervisor import run_front, run_replicas
 
+    code = run_front(args, stop) if args.upstream else run_replicas(args, argv, stop)
+    logging.shutdown()
+    sys.exit(code)
+
+
+def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
+    """The gRPC server in this process, with Envoy in front unless ``--no-envoy``; never returns.
+
+    ``announce``: print the SERVING line (replicas started by ``--replicas`` say "ready" instead).
+    """
     try:
         config = load_config(args.config).with_default_model(args.model or None)
         keys = api_keys(config, collect_api_keys(args.api_key, args.api_key_file))
+        limits = config.limits.limits(max_text_chars=args.max_text_chars, max_texts=args.max_texts,
+                                      long_text=args.long_text, window_words=args.window_words)
     except (OSError, ValueError) as error:
         sys.exit(f"gliner2-serve: {error}")
+    max_request_bytes = args.max_request_bytes or config.limits.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+    max_queued_texts = args.max_queued_texts or config.limits.max_queued_texts or 1024
 
     from .core.engine import InferenceEngine
     from .core.recording import RecordingEngine
     from .errors import ServiceError
-    from .grpc_api.server import SERVICE_NAMES, GrpcServer
+    from .grpc_api.server import GrpcServer
     from .history.cli import resolve_database_url
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
@@ -147,23 +205,30 @@ def main(argv=None) -> None:
         config.default_model, precision=args.precision, cache_dir=args.cache_dir,
         max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes,
         batching=BatchPolicy(max_texts=args.batch_size, max_tokens=args.batch_tokens,
-                             wait_ms=args.batch_wait_ms, max_queued_texts=args.max_queued_texts))
+                             wait_ms=args.batch_wait_ms, max_queued_texts=max_queued_texts))
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
     history = HistoryStore.open(database_url)  # creates a SQLite file's directory
 
-    engine = RecordingEngine(InferenceEngine(registry), history)
+    engine = RecordingEngine(InferenceEngine(registry, limits=limits), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
-                        max_run_inputs=config.max_batch_inputs)
+                        max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes)
     server.start()  # NOT_SERVING until the model is loaded and warm
+    if args.metrics_port:
+        from .metrics import serve_metrics
+
+        serve_metrics(args.metrics_port, registry)
     # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)
     # meanwhile, and its health check sees the server turn SERVING within a fraction of a second.
-    envoy = None if args.no_envoy else _start_envoy(args, server.port, list(SERVICE_NAMES), wait=False)
+    envoy = None
+    if not args.no_envoy:
+        envoy = SupervisedEnvoy(args, [(args.grpc_host, server.port)], max_request_bytes)
+        envoy.start(wait=False)
     try:
         model = registry.preload()
         if envoy is not None:
-            envoy.wait_live()
+            envoy.process.wait_live()
     except BaseException as error:
         _release(envoy, server, history)
         if isinstance(error, ServiceError):  # the cause carries the operator's guidance (how to serve a local dir)
@@ -171,33 +236,37 @@ def main(argv=None) -> None:
         raise
     _warm_up(engine.engine)
     server.mark_serving()
-    if envoy is not None and not envoy.wait_for_healthy_upstream(timeout_s=30):
-        logger.warning("Envoy does not see the gRPC server as healthy yet\n%s", envoy.log_tail())
+    if envoy is not None and not envoy.process.wait_for_healthy_upstream(timeout_s=30):
+        logger.warning("Envoy does not see the gRPC server as healthy yet\n%s", envoy.process.log_tail())
     ready = time.perf_counter() - started
-    where = f"port {envoy.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
+    where = f"port {envoy.process.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
     since_start = _seconds_since_process_start()
-    logger.info("SERVING %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start; "
-                "%.1fs of it importing the gliner2 library)",
+    logger.info("%s %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start; "
+                "%.1fs of it importing the gliner2 library)", "SERVING" if announce else "ready:",
                 model.model_id, where, args.precision, "API keys required" if keys.enabled else "no authentication",
                 _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s",
                 model.import_seconds)
-    print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
+    if announce:
+        print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
 
-    restarts: list[float] = []
+    healthy = True
     while not stop.event.wait(1.0):
-        if envoy is not None and not envoy.is_running():
-            restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
-            if len(restarts) > 5:
-                logger.error("Envoy keeps exiting; giving up\n%s", envoy.log_tail())
-                break
-            logger.warning("Envoy exited; restarting it\n%s", envoy.log_tail())
-            envoy = _start_envoy(args, server.port, list(SERVICE_NAMES), port=envoy.port)
+        if envoy is not None and not envoy.keep_running():
+            healthy = False
+            break
 
-    logger.info("shutting down (%s)", signal.Signals(stop.signal).name if stop.signal else "Envoy failure")
-    server.health.enter_graceful_shutdown()
+    # Graceful: NOT_SERVING first, so Envoy (ours, or a load balancer in front of
+    # replicas) stops sending new calls; keep answering the calls it still sends
+    # while it notices; then refuse new calls and let the ones in flight finish;
+    # then stop Envoy once it has written their responses.
+    reason = signal.Signals(stop.signal).name if stop.signal else "Envoy failure"
+    logger.info("shutting down (%s): NOT_SERVING, draining for %.1fs", reason, args.drain_seconds)
+    server.mark_not_serving()
+    if healthy:
+        time.sleep(args.drain_seconds)
+    server.stop(args.grace)
     if envoy is not None:
         envoy.stop()
-    server.stop(args.grace)
     history.close()
     logger.info("stopped")
     logging.shutdown()
@@ -206,27 +275,15 @@ def main(argv=None) -> None:
     # closed). Skip interpreter finalisation: OpenVINO's and PyTorch's native thread
     # pools can crash or hang in their destructors at exit, turning a clean stop into
     # a failure exit code for the supervisor (systemd, Kubernetes).
-    os._exit(0 if stop.signal is not None else 1)
+    os._exit(0 if healthy else 1)
 
 
 def _release(envoy, server, history) -> None:
     """Stop what start-up had started, when it fails before SERVING."""
-    if envoy is not None:
-        envoy.stop()
+    if envoy is not None and envoy.process is not None:
+        envoy.process.stop()
     server.stop(0)
     history.close()
-
-
-def _start_envoy(args, grpc_port: int, services: list[str], port: int | None = None, wait: bool = True):
-    from .envoy import EnvoyProcess, EnvoySettings, descriptor_set_bytes
-    from .grpc_api.server import PROTO_MODULES
-
-    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="gliner2-serve-"))
-    args.run_dir = run_dir
-    settings = EnvoySettings(listen_port=port or args.port, admin_port=args.admin_port, listen_host=args.host,
-                             upstreams=[(args.grpc_host, grpc_port)], services=services,
-                             max_request_bytes=args.max_request_bytes)
-    return EnvoyProcess(settings, run_dir / "envoy", descriptor=descriptor_set_bytes(PROTO_MODULES)).start(wait=wait)
 
 
 if __name__ == "__main__":

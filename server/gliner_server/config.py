@@ -23,6 +23,9 @@
         key_file: /run/secrets/hospital_key
         privacy_mode: true                    # record metadata only for this client
     database_url: sqlite:////var/lib/gliner2/history.db   # or postgresql+psycopg://...
+    limits:                                   # every key optional; flags override (README, "Limits")
+      max_text_chars: 100000
+      long_text: chunk                        # or reject (413) texts over window_words
 
 Every key may be omitted; ``gliner2-serve`` flags add to it (``--model`` sets the
 default model, ``--api-key`` adds anonymous-named clients).
@@ -90,6 +93,30 @@ class ApiKeyConfig(_Strict):
         return Path(self.key_file).read_text().strip()
 
 
+class LimitsConfig(_Strict):
+    """The ``limits:`` section (see :class:`gliner_server.core.limits.Limits` for the meaning and defaults)."""
+
+    max_text_chars: Optional[int] = Field(default=None, ge=1)
+    max_texts: Optional[int] = Field(default=None, ge=1)
+    max_schema_items: Optional[int] = Field(default=None, ge=1)
+    max_schema_chars: Optional[int] = Field(default=None, ge=1)
+    long_text: Optional[Literal["chunk", "reject"]] = None
+    window_words: Optional[int] = Field(default=None, ge=1)
+    window_overlap_words: Optional[int] = Field(default=None, ge=0)
+    max_pass_tokens: Optional[int] = Field(default=None, ge=1)
+    max_request_bytes: Optional[int] = Field(default=None, ge=1024)   # REST bodies (Envoy) and gRPC messages
+    max_queued_texts: Optional[int] = Field(default=None, ge=1)       # per model, beyond which requests get 429
+
+    def limits(self, **overrides):
+        """The core's :class:`Limits`: these values, then ``overrides`` (flags) where not None."""
+        from .core.limits import Limits
+
+        values = {**self.model_dump(exclude_none=True), **{k: v for k, v in overrides.items() if v is not None}}
+        values.pop("max_request_bytes", None)
+        values.pop("max_queued_texts", None)
+        return Limits(**values)
+
+
 class ServiceConfig(_Strict):
     default_model: Optional[str] = None
     models: list[ModelConfig] = Field(default_factory=list)
@@ -98,7 +125,8 @@ class ServiceConfig(_Strict):
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     database_url: Optional[str] = None
-    max_batch_inputs: int = Field(default=64, ge=1)
+    max_batch_inputs: int = Field(default=64, ge=1)      # inputs per /run request
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -28,6 +28,7 @@ class ErrorKind(enum.Enum):
     PAYLOAD_TOO_LARGE = _Mapping(grpc.StatusCode.OUT_OF_RANGE, 413, "PAYLOAD_TOO_LARGE")
     RATE_LIMITED = _Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "RATE_LIMITED")
     DEADLINE_EXCEEDED = _Mapping(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "TIMEOUT")
+    CANCELLED = _Mapping(grpc.StatusCode.CANCELLED, 499, "CANCELLED")   # the client went away
     UNAVAILABLE = _Mapping(grpc.StatusCode.UNAVAILABLE, 503, "UNAVAILABLE")
     SERVER_ERROR = _Mapping(grpc.StatusCode.INTERNAL, 500, "SERVER_ERROR")
 
@@ -47,11 +48,13 @@ class ErrorKind(enum.Enum):
 class ServiceError(Exception):
     """A failure with a client-facing message; never carries a stack to the client."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None):
+    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None,
+                 retry_after_s: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.field = field
+        self.retry_after_s = retry_after_s  # when to try again (RATE_LIMITED, UNAVAILABLE): Retry-After
 
     @classmethod
     def invalid(cls, message: str, *, field: str | None = None) -> "ServiceError":
@@ -71,6 +74,5 @@ def http_mapping_by_grpc_code() -> dict[int, tuple[int, str]]:
     for kind in ErrorKind:
         table.setdefault(kind.grpc_code.value[0], (kind.http_status, kind.provider_code))
     table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], (404, "NOT_FOUND"))
-    table.setdefault(grpc.StatusCode.CANCELLED.value[0], (499, "CANCELLED"))
     table.setdefault(grpc.StatusCode.FAILED_PRECONDITION.value[0], (400, "INVALID_REQUEST"))
     return table

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any, Optional, Protocol
 
 from ..errors import ErrorKind, ServiceError
+from .limits import Limits, Window, check_schema, schema_size
 from .results import TypedResult, typed_result
 from .schema import ExtractionSchema, to_library_schema
 
@@ -39,11 +40,32 @@ class ExtractionRequest:
 
 
 @dataclass(frozen=True)
+class CallContext:
+    """What the transport tells the core about the caller: when it stops waiting, and how it says it left."""
+
+    deadline: Optional[float] = None        # time.monotonic() after which no one waits for the answer
+    cancellation: Any = None                # has add_callback(fn): fn runs when the caller goes away (gRPC context)
+
+    def timeout(self) -> Optional[float]:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+
+NO_CONTEXT = CallContext()
+
+
+@dataclass(frozen=True)
 class ExtractionOutcome:
     texts: tuple[str, ...]
     results: list[Any]      # one JSON-ready library result per text
     model_id: str
     latency_ms: float       # model time only
+    chunks: tuple[int, ...] = ()   # per text: 1, or how many windows a long text was processed in
+
+    @property
+    def chunked(self) -> bool:
+        return any(n > 1 for n in self.chunks)
 
     def typed(self, schema: ExtractionSchema) -> list[TypedResult]:
         """Typed results; only meaningful when the request asked for FULL_OUTPUT."""
@@ -54,8 +76,12 @@ class ServableModel(Protocol):
     model_id: str
     model: Any
 
-    def extract(self, texts, schema, *, threshold, format_results,
-                include_confidence, include_spans) -> list: ...
+    def extract(self, texts, schema, *, threshold, format_results, include_confidence, include_spans,
+                timeout=None, cancellation=None, plan=None) -> list: ...
+
+    def plan(self, texts, window: Window): ...
+
+    def count_tokens(self, text: str) -> int: ...
 
 
 class ModelSource(Protocol):
@@ -89,12 +115,11 @@ class StaticModels:
 
 
 class InferenceEngine:
-    """Validates requests, routes them to a model and runs the library on them."""
+    """Validates requests against the limits, routes them to a model and runs the library on them."""
 
-    def __init__(self, models: ModelSource, *, max_text_chars: int = 100_000, max_batch_texts: int = 64):
+    def __init__(self, models: ModelSource, *, limits: Limits = Limits()):
         self.models = models
-        self.max_text_chars = max_text_chars
-        self.max_batch_texts = max_batch_texts
+        self.limits = limits
 
     @classmethod
     def of(cls, model: ServableModel, **options) -> "InferenceEngine":
@@ -107,31 +132,33 @@ class InferenceEngine:
     def validate_texts(self, texts) -> tuple[str, ...]:
         if not texts:
             raise ServiceError.invalid("Missing required field: text", field="text")
-        if len(texts) > self.max_batch_texts:
+        if len(texts) > self.limits.max_texts:
             raise ServiceError.invalid(
-                f"Too many texts: {len(texts)} (at most {self.max_batch_texts} per request)", field="text")
+                f"Too many texts: {len(texts)} (at most {self.limits.max_texts} per request)", field="text")
         for index, text in enumerate(texts):
             where = "text" if len(texts) == 1 else f"text[{index}]"
             if not isinstance(text, str):
                 raise ServiceError.invalid(f"{where} must be a string", field="text")
             if not text.strip():
                 raise ServiceError.invalid(f"{where} must not be empty", field="text")
-            if len(text) > self.max_text_chars:
+            if len(text) > self.limits.max_text_chars:
                 raise ServiceError(ErrorKind.PAYLOAD_TOO_LARGE,
-                                   f"{where} has {len(text)} characters; at most {self.max_text_chars} are accepted",
-                                   field="text")
+                                   f"{where} has {len(text)} characters; at most {self.limits.max_text_chars} "
+                                   "are accepted", field="text")
         return tuple(texts)
 
-    def run(self, request: ExtractionRequest) -> ExtractionOutcome:
+    def run(self, request: ExtractionRequest, call: CallContext = NO_CONTEXT) -> ExtractionOutcome:
         texts = self.validate_texts(request.texts)
         if not 0.0 <= request.threshold <= 1.0:
             raise ServiceError.invalid(f"threshold must be between 0 and 1, got {request.threshold}",
                                        field="threshold")
+        check_schema(request.schema, self.limits)
         model = self.model(request.model_id)
         try:
             library_schema = to_library_schema(request.schema, model.model)
         except (ValueError, TypeError) as error:
             raise ServiceError.invalid(f"Invalid schema: {error}", field="schema") from None
+        plan = self._plan(model, texts, request.schema)
         started = time.perf_counter()
         try:
             results = model.extract(
@@ -139,6 +166,7 @@ class InferenceEngine:
                 format_results=request.output.format_results,
                 include_confidence=request.output.include_confidence,
                 include_spans=request.output.include_spans,
+                timeout=call.timeout(), cancellation=call.cancellation, plan=plan,
             )
         except ServiceError:
             raise
@@ -146,8 +174,54 @@ class InferenceEngine:
             logger.exception("inference failed for model %s", model.model_id)
             raise ServiceError(ErrorKind.SERVER_ERROR, "Internal inference error; retry with backoff") from None
         latency_ms = (time.perf_counter() - started) * 1000.0
+        chunks = tuple(len(p) for p in plan) if plan is not None else (1,) * len(texts)
         return ExtractionOutcome(texts=texts, results=[to_json(r) for r in results], model_id=model.model_id,
-                                 latency_ms=latency_ms)
+                                 latency_ms=latency_ms, chunks=chunks)
+
+    def _plan(self, model, texts: tuple[str, ...], schema: ExtractionSchema):
+        """Chunks per text when a text is over the window (or 413, per the policy); every pass within its tokens."""
+        limits = self.limits
+        plan = model.plan(texts, limits.window)
+        if plan is not None and limits.long_text == "reject":
+            index = next(i for i, chunks in enumerate(plan) if len(chunks) > 1)
+            where = "text" if len(texts) == 1 else f"text[{index}]"
+            raise ServiceError(ErrorKind.PAYLOAD_TOO_LARGE,
+                               f"{where} is longer than the model's window of {limits.window_words} words; this "
+                               "server rejects long texts instead of chunking them: split it", field="text")
+        items, _ = schema_size(schema)
+        prompt_words = list(_prompt_words(schema))
+        # A subword token covers at least one UTF-8 byte (byte fallback) and the prompt adds
+        # markers per item: most passes are surely within the limit without tokenising them.
+        markup = 2 * items + 8
+        bound = sum(len(w.encode()) + 1 for w in prompt_words) + markup
+        passes = [c.text for chunks in plan for c in chunks] if plan is not None else texts
+        if all(len(t.encode()) + bound <= limits.max_pass_tokens for t in passes):
+            return plan
+        prompt = model.count_tokens(" ".join(prompt_words)) + markup
+        for index, text in enumerate(passes):
+            tokens = model.count_tokens(text) + prompt
+            if tokens > limits.max_pass_tokens:
+                raise ServiceError(ErrorKind.PAYLOAD_TOO_LARGE,
+                                   f"A text (or a window of one) and its schema make {tokens} subword tokens; at "
+                                   f"most {limits.max_pass_tokens} go through the model at once (very long words, "
+                                   "or a very large schema)", field="text")
+        return plan
+
+
+def _prompt_words(schema: ExtractionSchema):
+    """Every name, label, choice and description of a schema: the words of its prompt."""
+    for entity in schema.entities:
+        yield from (entity.name, entity.description or "")
+    for task in schema.classifications:
+        yield task.name
+        yield from task.labels
+        yield from (task.label_descriptions or {}).values()
+    for structure in schema.structures:
+        yield structure.name
+        for field in structure.fields:
+            yield from (field.name, *(field.choices or ()), field.description or "")
+    for relation in schema.relations:
+        yield from (relation.name, relation.description or "")
 
 
 def to_json(value: Any) -> Any:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
 
-from .engine import ExtractionOutcome, ExtractionRequest, InferenceEngine
+from .engine import NO_CONTEXT, CallContext, ExtractionOutcome, ExtractionRequest, InferenceEngine
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class RecordingEngine:
         self.engine = engine
         self.history = history
 
-    def run(self, request: ExtractionRequest, provenance: Provenance) -> Recorded:
-        outcome = self.engine.run(request)
+    def run(self, request: ExtractionRequest, provenance: Provenance, call: CallContext = NO_CONTEXT) -> Recorded:
+        outcome = self.engine.run(request, call)
         created_at = datetime.now(timezone.utc)
         if self.history is None:
             return Recorded(outcome, [], created_at)

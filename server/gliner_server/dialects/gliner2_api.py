@@ -35,6 +35,34 @@ _SCHEMA_KEYS = {"entities", "entity_dtype", "entity_threshold", "classifications
                 "structures", "relations", "relation_threshold"}
 
 
+# The body as OpenAPI documents it (gliner_server.openapi): what parse() reads.
+REQUEST_SCHEMA = {
+    "type": "object", "required": ["text"],
+    "properties": {
+        "text": {"description": "a text, or several (answered as {\"result\": [...]})",
+                 "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+        "task": {"type": "string", "enum": list(TASKS)},
+        "labels": {"description": "entity labels (a list, or label -> description), or classification tasks "
+                                  "(task -> labels)", "oneOf": [{"type": "array", "items": {"type": "string"}},
+                                                                {"type": "object"}]},
+        "schema": {"description": "the task's schema: labels, {\"categories\": [...]}, structures of "
+                                  "\"name::dtype::description\" fields, or a full schema (entities, "
+                                  "classifications, structures, relations)"},
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "include_confidence": {"type": "boolean"},
+        "include_spans": {"type": "boolean"},
+        "format_results": {"type": "boolean"},
+        "model_id": {"type": "string"},
+        "project_id": {"type": "string"},
+        "training_job_id": {"type": "string"},
+        "privacy_mode": {"type": "boolean"},
+    },
+}
+RESPONSE_SCHEMA = {"type": "object", "description": "the gliner2 library's formatted output for the text "
+                                                    "(entities, task -> label, structure -> records, "
+                                                    "relation_extraction), or {\"result\": [...]} for a list"}
+
+
 @dataclass(frozen=True)
 class Gliner2Call:
     request: ExtractionRequest

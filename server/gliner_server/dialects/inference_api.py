@@ -24,6 +24,37 @@ ROUTE = "/inference"
 SCHEMA_KEYS = ("entities", "classifications", "structures", "relations")
 
 
+# The body as OpenAPI documents it (gliner_server.openapi): what parse() reads.
+REQUEST_SCHEMA = {
+    "type": "object", "required": ["text", "schema"],
+    "properties": {
+        "text": {"type": "string"},
+        "schema": {"type": "object", "description": "entities (names, or name -> description), classifications "
+                                                     "([{task, labels, multi_label?, cls_threshold?}]), structures "
+                                                     "(name -> fields), relations (names or {name, description})",
+                   "properties": {key: {} for key in SCHEMA_KEYS}},
+        "model_id": {"type": "string"},
+        "task": {"type": "string", "enum": ["extract"]},
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "include_confidence": {"type": "boolean"},
+        "include_spans": {"type": "boolean"},
+        "project_id": {"type": "string"},
+        "training_job_id": {"type": "string"},
+        "privacy_mode": {"type": "boolean"},
+    },
+}
+RESPONSE_SCHEMA = {
+    "type": "object", "required": ["id", "model_id", "result", "latency_ms", "created_at"],
+    "properties": {
+        "id": {"type": ["string", "null"]}, "model_id": {"type": "string"},
+        "result": {"type": "object"}, "latency_ms": {"type": "number"},
+        "created_at": {"type": "string"},
+        "chunks": {"type": "integer", "minimum": 2, "description": "present when the text was longer than the "
+                                                                    "model's window: how many chunks it took"},
+    },
+}
+
+
 @dataclass(frozen=True)
 class InferenceCall:
     request: ExtractionRequest
@@ -32,13 +63,16 @@ class InferenceCall:
     @staticmethod
     def answer(recorded: Recorded) -> bytes:
         outcome = recorded.outcome
-        return fields.encode_json({
+        answer = {
             "id": recorded.inference_ids[0] if recorded.inference_ids else None,
             "model_id": outcome.model_id,
             "result": outcome.results[0],
             "latency_ms": round(outcome.latency_ms, 3),
             "created_at": recorded.created_at.isoformat().replace("+00:00", "Z"),
-        })
+        }
+        if outcome.chunked:  # the text was longer than the model's window
+            answer["chunks"] = outcome.chunks[0]
+        return fields.encode_json(answer)
 
 
 def pioneer_schema(spec: Any):

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from ..config import EndpointConfig
-from ..core.engine import FULL_OUTPUT, ExtractionRequest
+from ..core.engine import FULL_OUTPUT, NO_CONTEXT, CallContext, ExtractionRequest
 from ..core.recording import ANONYMOUS, Caller, Provenance, RecordingEngine
 from ..core.results import EntityMention, Span, TypedResult
 from ..core.schema import ExtractionSchema, build_schema
@@ -34,6 +34,32 @@ ROUTE = "/run"
 PARAMETERS = {"entity_types", "threshold", "labels", "multi_label", "classifications", "structures",
               "relations"}
 CLASSIFICATION_TASK = "classification"  # the task named by a plain list of labels
+
+
+# The body as OpenAPI documents it (gliner_server.openapi): what RunDialect.handle() reads.
+REQUEST_SCHEMA = {
+    "type": "object", "required": ["input"],
+    "properties": {
+        "model_id": {"type": "string", "description": "a model, or a configured endpoint"},
+        "input": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["text"],
+            "properties": {"text": {"type": "string"},
+                           "parameters": {"type": "object", "properties": {key: {} for key in sorted(PARAMETERS)}}},
+        }},
+        "project_id": {"type": "string"},
+        "training_job_id": {"type": "string"},
+        "privacy_mode": {"type": "boolean"},
+    },
+}
+RESPONSE_SCHEMA = {"type": "array", "items": {
+    "type": "object", "required": ["input", "latency_ms", "message", "output", "status"],
+    "properties": {
+        "input": {"type": ["string", "null"]}, "latency_ms": {"type": "number"},
+        "message": {"type": "string"}, "status": {"type": "string", "enum": ["success", "error"]},
+        "output": {"type": ["object", "null"]}, "inference_id": {"type": ["string", "null"]},
+        "chunks": {"type": "integer", "minimum": 2},
+    },
+}}
 
 
 def _schema(parameters: dict) -> ExtractionSchema:
@@ -141,7 +167,7 @@ class RunDialect:
         return items
 
     def _one(self, item: Any, model_id: str, defaults: dict, endpoint: Optional[EndpointConfig],
-             provenance: Provenance) -> dict:
+             provenance: Provenance, call: CallContext) -> dict:
         text = item.get("text") if isinstance(item, dict) else None
         try:
             if not isinstance(item, dict):
@@ -155,22 +181,25 @@ class RunDialect:
             schema = _schema(merged)
             request = ExtractionRequest(texts=(text,), schema=schema, threshold=fields.threshold(merged),
                                         output=FULL_OUTPUT, model_id=model_id)
-            recorded = self.engine.run(request, replace(provenance, parameters=merged))
+            recorded = self.engine.run(request, replace(provenance, parameters=merged), call)
         except ServiceError as error:
             if error.kind not in (ErrorKind.INVALID_REQUEST, ErrorKind.PAYLOAD_TOO_LARGE):
                 raise
             return {"input": text if isinstance(text, str) else None, "latency_ms": 0.0,
                     "message": error.message, "output": None, "status": "error"}
         outcome = recorded.outcome
-        return {
+        answer = {
             "input": text, "latency_ms": round(outcome.latency_ms, 3),
             "message": "Responses from endpoint." if endpoint else "Responses from model.",
             "output": run_output(text, schema, outcome.typed(schema)[0]),
             "status": "success",
             "inference_id": recorded.inference_ids[0] if recorded.inference_ids else None,
         }
+        if outcome.chunked:  # the text was longer than the model's window
+            answer["chunks"] = outcome.chunks[0]
+        return answer
 
-    def handle(self, raw: bytes, caller: Caller = ANONYMOUS) -> bytes:
+    def handle(self, raw: bytes, caller: Caller = ANONYMOUS, call: CallContext = NO_CONTEXT) -> bytes:
         body = fields.decode_object(raw)
         items = self._inputs(body)
         model_id, defaults, endpoint = self._target(fields.optional_str(body, "model_id"))
@@ -178,4 +207,5 @@ class RunDialect:
                                 project_id=fields.optional_str(body, "project_id"),
                                 training_job_id=fields.optional_str(body, "training_job_id"),
                                 privacy_mode=fields.optional_flag(body, "privacy_mode"))
-        return fields.encode_json([self._one(item, model_id, defaults, endpoint, provenance) for item in items])
+        return fields.encode_json([self._one(item, model_id, defaults, endpoint, provenance, call)
+                                   for item in items])

@@ -50,6 +50,7 @@ from .lua import METADATA_NAMESPACE, render_lua
 from .routes import method_not_allowed_routes
 
 CLUSTER = "gliner_grpc"
+OPENAPI_PATH = "/openapi.json"
 HEALTHZ_PATH = "/healthz"
 # HTTP statuses only Envoy produces; the rest come from the error table.
 _ENVOY_ONLY_CODES = {405: "METHOD_NOT_ALLOWED", 408: "TIMEOUT"}
@@ -81,6 +82,14 @@ class EnvoySettings:
     unhealthy_threshold: int = 2
     healthy_threshold: int = 1
     access_log_path: str | None = None  # never logs bodies
+    # Per API key (x-api-key or Authorization header value): requests per second, and
+    # the burst allowed above it. None: no per-key limit. Keys never appear in the config.
+    rate_limit_rps: int | None = None
+    rate_limit_burst: int | None = None
+    max_rate_limited_keys: int = 10_000  # distinct keys tracked (least recently used dropped)
+    openapi_json: str | None = None      # served at GET /openapi.json (no key needed)
+    tls_cert_path: str | None = None     # PEM; with tls_key_path, the listener speaks TLS only
+    tls_key_path: str | None = None
 
 
 def _duration(seconds: float) -> str:
@@ -151,6 +160,11 @@ def _local_reply_config() -> dict:
             "body": {"inline_string": _UNHEALTHY_MESSAGE},
             "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
         },
+        {   # the per-API-key rate limit (response flag RL: rate limited locally)
+            "filter": {"response_flag_filter": {"flags": ["RL"]}},
+            "body": {"inline_string": RATE_LIMITED_MESSAGE},
+            "body_format_override": _error_format(ErrorKind.RATE_LIMITED.provider_code),
+        },
     ]
     specific = [(s, c, "EQ") for s, c in sorted(http_code_table().items())]
     fallbacks = [(500, ErrorKind.SERVER_ERROR.provider_code, "GE"),
@@ -169,6 +183,41 @@ def _descriptor_source(settings: EnvoySettings, descriptor: bytes) -> dict:
     return {"proto_descriptor_bin": base64.b64encode(descriptor).decode()}
 
 
+RATE_LIMITED_MESSAGE = "Rate limit exceeded for this API key; retry after Retry-After seconds"
+_ALWAYS = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+
+
+def _rate_limit_filters(settings: EnvoySettings) -> list[dict]:
+    """Per-API-key token buckets (Envoy's local rate limit with dynamic descriptors): 429 in the provider shape.
+
+    One bucket per distinct key value, created on first use (the keys are never
+    written into the configuration); requests without a key are not limited here
+    (the server answers them 401). Native gRPC callers get RESOURCE_EXHAUSTED.
+    """
+    if not settings.rate_limit_rps:
+        return []
+    rps = settings.rate_limit_rps
+    burst = settings.rate_limit_burst or rps
+    bucket = {"max_tokens": burst, "tokens_per_fill": rps, "fill_interval": "1s"}
+    headers = (("x-api-key", "api_key"), ("authorization", "authorization"))
+    return [{"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": "per_api_key",
+        # The filter-wide bucket only backs the per-key ones: effectively unlimited.
+        "token_bucket": {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"},
+        "filter_enabled": _ALWAYS,
+        "filter_enforced": _ALWAYS,
+        "max_dynamic_descriptors": settings.max_rate_limited_keys,
+        "rate_limits": [{"actions": [{"request_headers": {"header_name": header, "descriptor_key": key,
+                                                          "skip_if_absent": True}}]}
+                        for header, key in headers],
+        "descriptors": [{"entries": [{"key": key}], "token_bucket": bucket} for _, key in headers],
+        "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                                     "header": {"key": "retry-after", "value": "1"}}],
+        "rate_limited_as_resource_exhausted": True,
+    }}]
+
+
 def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -> list[dict]:
     return [
         {"name": "envoy.filters.http.lua", "typed_config": {
@@ -184,6 +233,7 @@ def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -
                 CLUSTER: {"value": math.floor(100_000 / len(settings.upstreams)) / 1000},
             },
         }},
+        *_rate_limit_filters(settings),
         {"name": "envoy.filters.http.buffer", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": settings.max_request_bytes,
@@ -232,7 +282,11 @@ def _upstream_route(settings: EnvoySettings) -> dict:
         # retry avoids hosts already tried (a dead replica until the health
         # check ejects it).
         "retry_policy": {
-            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            # Failures where the request was not served (a replica down, draining, or refusing)
+            # and resets of a replica that died mid-request. Inference is safe to repeat; a
+            # repeated request may be recorded twice if a replica died between recording and
+            # answering.
+            "retry_on": "connect-failure,refused-stream,reset,unavailable",
             "num_retries": max(2, len(settings.upstreams)),
             "retry_host_predicate": [{
                 "name": "envoy.retry_host_predicates.previous_hosts",
@@ -256,7 +310,17 @@ def _routes(settings: EnvoySettings, fds: descriptor_pb2.FileDescriptorSet) -> l
         {"envoy.filters.http.grpc_json_transcoder": disabled, "envoy.filters.http.buffer": disabled},
     )
     rest_route = {"name": "rest", "match": {"prefix": "/"}, "route": _upstream_route(settings)}
-    return [grpc_route, *not_allowed, rest_route]
+    openapi = []
+    if settings.openapi_json:
+        openapi = [{
+            "name": "openapi",
+            "match": {"path": OPENAPI_PATH, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "direct_response": {"status": 200, "body": {"inline_string": settings.openapi_json}},
+            "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                                         "header": {"key": "content-type", "value": "application/json"}}],
+            "typed_per_filter_config": {"envoy.filters.http.grpc_json_transcoder": disabled},
+        }]
+    return [grpc_route, *openapi, *not_allowed, rest_route]
 
 
 def _access_log(path: str) -> list[dict]:
@@ -279,6 +343,19 @@ def _cluster(settings: EnvoySettings) -> dict:
         # Never route to a replica its health check calls unhealthy (default
         # panic mode would spray all hosts once < 50 % are healthy).
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        # A replica that fails requests (refused or reset connections, 5xx) is taken out
+        # at once, before its health check notices: a SIGKILLed replica stops getting
+        # traffic after a few failures. Never more than half of the replicas, and a
+        # lone replica is never ejected (its health check decides).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 2,
+            "consecutive_gateway_failure": 3,
+            "consecutive_5xx": 5,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -304,6 +381,23 @@ def _cluster(settings: EnvoySettings) -> dict:
             "grpc_health_check": {"service_name": settings.health_check_service},
         }],
     }
+
+
+def _tls(settings: EnvoySettings) -> dict:
+    """TLS on the listener when a certificate is configured (ALPN: h2 for gRPC, http/1.1 for REST)."""
+    if not settings.tls_cert_path:
+        return {}
+    if not settings.tls_key_path:
+        raise ValueError("EnvoySettings.tls_cert_path needs tls_key_path")
+    return {"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2", "http/1.1"],
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            "tls_certificates": [{"certificate_chain": {"filename": settings.tls_cert_path},
+                                  "private_key": {"filename": settings.tls_key_path}}],
+        },
+    }}}
 
 
 def _is_ip(host: str) -> bool:
@@ -339,7 +433,7 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         "stat_prefix": "gliner",
         "codec_type": "AUTO",
         "normalize_path": True,
-        "route_config": {"name": "gliner", "virtual_hosts": [
+        "route_config": {"name": "gliner", "max_direct_response_body_size_bytes": 4 << 20, "virtual_hosts": [
             {"name": "gliner", "domains": ["*"], "routes": _routes(settings, fds)},
         ]},
         "http_filters": _http_filters(settings, lua_source, descriptor),
@@ -356,10 +450,10 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
                 # Default SO_REUSEPORT would let a second Envoy (a stale one,
                 # or another test's) silently share the port.
                 "enable_reuse_port": False,
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": hcm,
-                }]}],
+                "filter_chains": [{
+                    "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}],
+                    **_tls(settings),
+                }],
             }],
             "clusters": [_cluster(settings)],
         },

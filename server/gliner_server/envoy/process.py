@@ -55,11 +55,12 @@ _EXEC_WRAPPER = (
 )
 
 
-def _wrapped(command: list[str], die_with_parent: bool) -> list[str]:
+def die_with_parent(command: list[str], enabled: bool = True) -> list[str]:
+    """``command`` started so that it gets SIGTERM when this process (the calling thread) dies."""
     if not sys.platform.startswith("linux"):
         return command
     return [sys.executable, "-I", "-S", "-c", _EXEC_WRAPPER, str(os.getpid()),
-            "1" if die_with_parent else "0", *command]
+            "1" if enabled else "0", *command]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -166,7 +167,7 @@ class EnvoyProcess:
             cmd += ["--concurrency", str(self.concurrency)]
         with open(self.run_dir / OUTPUT_FILE, "wb") as out:
             self._proc = subprocess.Popen(
-                _wrapped(cmd, self.die_with_parent),
+                die_with_parent(cmd, self.die_with_parent),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -209,6 +210,15 @@ class EnvoyProcess:
         except (urllib.error.URLError, OSError):
             return None
 
+    def admin_post(self, path: str) -> str | None:
+        """POST an admin endpoint (``/healthcheck/fail``, ``/drain_listeners``...); None if unreachable."""
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=2) as r:
+                return r.read().decode().strip()
+        except (urllib.error.URLError, OSError):
+            return None
+
     def _listener_port(self) -> int:
         if self.settings.listen_port:
             return self.settings.listen_port
@@ -236,6 +246,25 @@ class EnvoyProcess:
                 return False
             time.sleep(0.02)
         return False
+
+    def active_requests(self) -> int | None:
+        """Downstream requests Envoy is handling now (its ``downstream_rq_active`` gauge)."""
+        text = self._admin_get("/stats?filter=^http%5C.gliner%5C.downstream_rq_active$")
+        if not text:
+            return None
+        try:
+            return int(text.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return None
+
+    def wait_idle(self, timeout_s: float = 5.0) -> bool:
+        """Block until no downstream request is in flight (their responses written); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.is_running():
+            if (self.active_requests() or 0) == 0:
+                return True
+            time.sleep(0.02)
+        return not self.is_running()
 
     def admin(self, path: str) -> str | None:
         """GET an admin endpoint (``/clusters``, ``/stats``...); None if unreachable."""

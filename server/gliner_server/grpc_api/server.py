@@ -15,6 +15,7 @@ from gliner_client.v1 import history_service_pb2_grpc as history_grpc
 from ..core.recording import RecordingEngine
 from ..config import EndpointConfig
 from .auth import ApiKeys, AuthInterceptor
+from .decoding import DecodingInterceptor
 from .history_service import InferenceHistoryService
 from .service import GlinerService
 
@@ -28,12 +29,14 @@ class GrpcServer:
     """The running grpcio server and its health servicer."""
 
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
-                 endpoints: dict[str, EndpointConfig] | None = None, workers: int = 16, max_run_inputs: int = 64):
+                 endpoints: dict[str, EndpointConfig] | None = None, workers: int = 16, max_run_inputs: int = 64,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-            interceptors=[AuthInterceptor(keys)],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            interceptors=[AuthInterceptor(keys), DecodingInterceptor()],
+            # Requests are bounded like REST bodies; answers (e.g. a history export) may be larger.
+            options=[("grpc.max_receive_message_length", max_message_bytes),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.so_reuseport", 0)],
         )
@@ -59,6 +62,10 @@ class GrpcServer:
 
     def mark_serving(self) -> None:
         self._set_status(health_pb2.HealthCheckResponse.SERVING)
+
+    def mark_not_serving(self) -> None:
+        """Shutting down: health checks fail from now on, calls are still answered."""
+        self.health.enter_graceful_shutdown()
 
     def stop(self, grace: float) -> None:
         """NOT_SERVING first (so Envoy stops routing here), then drain in-flight calls."""

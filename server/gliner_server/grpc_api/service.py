@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import grpc
 
 from gliner_client.v1 import gliner_service_pb2 as service_pb2
 from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
 
-from ..core.engine import FULL_OUTPUT, ExtractionRequest, threshold_or_default
+from ..core.engine import FULL_OUTPUT, CallContext, ExtractionRequest, threshold_or_default
 from ..core.recording import Caller, Provenance, RecordingEngine
 from ..dialects import gliner2_api, inference_api
+from .. import metrics
 from ..config import EndpointConfig
 from ..dialects.run_api import RunDialect
 from ..errors import ErrorKind, ServiceError
@@ -27,15 +29,34 @@ def rpc(method):
 
     @functools.wraps(method)
     def handler(self, request, context: grpc.ServicerContext):
-        try:
-            return method(self, request, context)
-        except ServiceError as error:
-            abort(context, error)
-        except Exception:
-            logger.exception("unexpected failure in %s", method.__name__)
-            abort(context, ServiceError(ErrorKind.SERVER_ERROR, "Internal server error"))
+        with metrics.observed(method.__name__) as outcome:
+            try:
+                return method(self, request, context)
+            except ServiceError as error:
+                outcome["code"] = error.kind.grpc_code.name
+                abort(context, error)
+            except Exception:
+                outcome["code"] = grpc.StatusCode.INTERNAL.name
+                logger.exception("unexpected failure in %s", method.__name__)
+                abort(context, ServiceError(ErrorKind.SERVER_ERROR, "Internal server error"))
 
     return handler
+
+
+def call_context(context: grpc.ServicerContext) -> CallContext:
+    """The caller's deadline and disconnect notice, for the core: queued work stops when either comes."""
+    remaining = context.time_remaining()
+    deadline = time.monotonic() + remaining if remaining is not None else None
+    return CallContext(deadline=deadline, cancellation=context)
+
+
+CHUNKS_HEADER = "x-gliner-chunks"  # per text, how many windows a text longer than the model's was run in
+
+
+def report_chunks(context: grpc.ServicerContext, outcome) -> None:
+    """Tell the client (REST: a response header) that long texts were processed in chunks."""
+    if outcome.chunked:
+        context.send_initial_metadata(((CHUNKS_HEADER, ",".join(map(str, outcome.chunks))),))
 
 
 def caller_of(keys: ApiKeys, context: grpc.ServicerContext) -> Caller:
@@ -62,7 +83,8 @@ class GlinerService(service_grpc.GlinerServiceServicer):
                                 privacy_mode=request.privacy_mode, parameters={"threshold": threshold})
         recorded = self.engine.run(ExtractionRequest(
             texts=tuple(texts), schema=schema, threshold=threshold, output=FULL_OUTPUT,
-            model_id=request.model_id), provenance)
+            model_id=request.model_id), provenance, call_context(context))
+        report_chunks(context, recorded.outcome)
         results = [convert.result_to_proto(r) for r in recorded.outcome.typed(schema)]
         return results, recorded
 
@@ -71,28 +93,35 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         results, recorded = self._typed([request.text], request, context, "Extract")
         return service_pb2.ExtractResponse(result=results[0], model_id=recorded.outcome.model_id,
                                            latency_ms=recorded.outcome.latency_ms,
-                                           inference_id=next(iter(recorded.inference_ids), ""))
+                                           inference_id=next(iter(recorded.inference_ids), ""),
+                                           chunks=recorded.outcome.chunks[0])
 
     @rpc
     def BatchExtract(self, request, context):
         results, recorded = self._typed(list(request.texts), request, context, "BatchExtract")
         return service_pb2.BatchExtractResponse(results=results, model_id=recorded.outcome.model_id,
                                                 latency_ms=recorded.outcome.latency_ms,
-                                                inference_ids=recorded.inference_ids)
+                                                inference_ids=recorded.inference_ids,
+                                                chunks=recorded.outcome.chunks)
 
     @rpc
     def Gliner2(self, request, context):
         call = gliner2_api.parse_json(request.body.data, caller_of(self.keys, context))
-        return convert.json_http_body(call.answer_json(self.engine.run(call.request, call.provenance).outcome))
+        outcome = self.engine.run(call.request, call.provenance, call_context(context)).outcome
+        report_chunks(context, outcome)
+        return convert.json_http_body(call.answer_json(outcome))
 
     @rpc
     def Run(self, request, context):
-        return convert.json_http_body(self.run_dialect.handle(request.body.data, caller_of(self.keys, context)))
+        return convert.json_http_body(self.run_dialect.handle(request.body.data, caller_of(self.keys, context),
+                                                              call_context(context)))
 
     @rpc
     def Inference(self, request, context):
         call = inference_api.parse_json(request.body.data, caller_of(self.keys, context))
-        return convert.json_http_body(call.answer(self.engine.run(call.request, call.provenance)))
+        recorded = self.engine.run(call.request, call.provenance, call_context(context))
+        report_chunks(context, recorded.outcome)
+        return convert.json_http_body(call.answer(recorded))
 
     @rpc
     def ListModels(self, request, context):

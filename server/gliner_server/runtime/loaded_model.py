@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
-from . import fast_heads, lean_load, openvino_heads
+from ..errors import ServiceError
+from . import fast_heads, lean_load, long_text, openvino_heads
 from .batcher import BatchPolicy, BatchScheduler
 from .calibration import calibration_inputs
 from .openvino_encoder import EXPORT_REVISION, PRECISIONS, OpenVINOEncoder, export_ir, ir_weights
@@ -46,10 +47,38 @@ class LoadedModel:
             return self._scheduler
 
     def extract(self, texts: list[str], schema, *, threshold: float, format_results: bool,
-                include_confidence: bool, include_spans: bool, timeout: float | None = None) -> list[dict]:
-        options = (threshold, format_results, include_confidence, include_spans)
-        return self.scheduler().submit(texts, schema, options, schema_chars=_schema_chars(schema),
-                                       timeout=timeout)
+                include_confidence: bool, include_spans: bool, timeout: float | None = None,
+                cancellation=None, plan=None) -> list[dict]:
+        """Results for ``texts``; with a ``plan`` (see :meth:`plan`), chunk by chunk, merged per text.
+
+        ``timeout`` and ``cancellation`` bound the wait for the model (see
+        :meth:`.batcher.BatchScheduler.submit`): work still queued when either
+        fires is dropped.
+        """
+        chars = _schema_chars(schema)
+        if plan is None:
+            options = (threshold, format_results, include_confidence, include_spans)
+            return self.scheduler().submit(texts, schema, options, schema_chars=chars, timeout=timeout,
+                                           cancellation=cancellation)
+        if not format_results:
+            raise ServiceError.invalid("format_results=false is not available for texts longer than the "
+                                       "model's window (they are processed in chunks)", field="format_results")
+        # As the library's batch_extract_long: every chunk with scores and offsets, then merged.
+        chunk_texts = [chunk.text for chunks in plan for chunk in chunks]
+        results = self.scheduler().submit(chunk_texts, schema, (threshold, True, True, True), schema_chars=chars,
+                                          timeout=timeout, cancellation=cancellation)
+        return long_text.merge_all(self.model, schema, texts, plan, results,
+                                   include_confidence=include_confidence, include_spans=include_spans)
+
+    def plan(self, texts, window: long_text.Window):
+        """None when every text fits the window; else each text's chunks (a short text is one chunk)."""
+        if all(long_text.word_count(self.model, text) <= window.words for text in texts):
+            return None
+        return [long_text.split(self.model, text, window) for text in texts]
+
+    def count_tokens(self, text: str) -> int:
+        """Subword tokens of ``text`` by the model's tokenizer (without special tokens)."""
+        return len(self.model.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _run_batch(self, texts, schemas, options, chunk: int) -> list[dict]:
         threshold, format_results, include_confidence, include_spans = options

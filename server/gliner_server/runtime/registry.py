@@ -72,6 +72,10 @@ class ModelRegistry:
     def specs(self) -> list[ModelSpec]:
         return list(self._specs.values())
 
+    def loaded_models(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._loaded.values())
+
     def loaded_ids(self) -> list[str]:
         """Loaded model ids, most recently used last."""
         with self._lock:

@@ -1,0 +1,85 @@
+"""The compose file, the Kubernetes manifests and the Dockerfile agree with the command they run.
+
+No container engine runs here, so these files cannot be started in the tests;
+what can be checked is that every command line in them is one gliner2-serve
+accepts, and that the names and ports that tie replicas to the front match.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from gliner_server.cli import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+def _flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def _grace_needed(args: list[str]) -> float:
+    parsed = parse_args(args)
+    return parsed.drain_seconds + parsed.grace
+
+
+def test_compose_replicas_and_front_fit_together():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    replica, front = services["replica"]["command"], services["front"]["command"]
+    replica_args, front_args = parse_args(replica), parse_args(front)
+    assert replica_args.no_envoy and replica_args.grpc_host == "0.0.0.0"
+    assert front_args.upstream == [("replica", replica_args.grpc_port)]  # the service name resolves to every replica
+    assert services["front"]["ports"] == [f"{front_args.port}:{front_args.port}"]
+    assert "ports" not in services["replica"]  # only the front is published
+    assert replica_args.database_url.startswith("postgresql+psycopg://") and "@postgres/" in replica_args.database_url
+    assert services["replica"]["deploy"]["replicas"] >= 2
+    for name in ("replica", "front"):
+        grace = float(services[name]["stop_grace_period"].rstrip("s"))
+        assert grace > _grace_needed(services[name]["command"])
+
+
+def _manifests() -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_kubernetes_front_finds_the_replicas_through_the_headless_service():
+    manifests = _manifests()
+    replicas = manifests[("Deployment", "gliner2-replicas")]["spec"]["template"]["spec"]
+    front = manifests[("Deployment", "gliner2-front")]["spec"]["template"]["spec"]
+    replica_container, front_container = replicas["containers"][0], front["containers"][0]
+    replica_args, front_args = parse_args(replica_container["args"]), parse_args(front_container["args"])
+    assert replica_args.no_envoy and replica_args.grpc_host == "0.0.0.0"
+
+    service = manifests[("Service", "gliner2-replicas")]["spec"]
+    assert service["clusterIP"] == "None"  # headless: one DNS name, every pod's address
+    (host, port), = front_args.upstream
+    assert host.split(".")[0] == "gliner2-replicas" and host.endswith(".svc.cluster.local")
+    assert port == service["ports"][0]["port"] == replica_args.grpc_port
+    assert replica_container["ports"][0]["containerPort"] == replica_args.grpc_port
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert replica_container[probe]["grpc"]["port"] == replica_args.grpc_port  # grpc.health.v1, no key needed
+
+    assert front_container["ports"][0]["containerPort"] == front_args.port
+    assert front_container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert manifests[("Service", "gliner2")]["spec"]["selector"] == {"app": "gliner2", "role": "front"}
+    for spec, container in ((replicas, replica_container), (front, front_container)):
+        assert spec["terminationGracePeriodSeconds"] > _grace_needed(container["args"])
+
+    secret = manifests[("Secret", "gliner2")]["stringData"]
+    assert _flag(replica_container["args"], "--api-key-file").endswith("/api_keys") and "api_keys" in secret
+    env = {e["name"]: e for e in replica_container["env"]}
+    assert env["GLINER2_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] in secret
+
+
+def test_dockerfile_runs_the_command_with_the_cpu_torch():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["gliner2-serve"]' in dockerfile
+    assert '"torch==2.13.0"' in dockerfile and "download.pytorch.org/whl/cpu" in dockerfile
+    assert "EXPOSE 8080 50051" in dockerfile

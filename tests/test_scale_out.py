@@ -1,0 +1,191 @@
+"""Graceful shutdown and scale-out: SIGTERM loses no call in flight; a SIGKILLed replica loses almost none.
+
+Steady load comes from client threads posting /gliner-2 through Envoy, each
+request stamped with when it started and how it ended.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import API_KEY, SEED_TEXT, start_stack, stop_stack
+
+from gliner_server.envoy import free_port
+
+BODY = {"text": SEED_TEXT, "labels": ["company", "person"]}
+
+
+class Load:
+    """``clients`` threads posting until stopped; every request as (started, ended, status or error)."""
+
+    def __init__(self, base_url: str, clients: int = 4):
+        self.base_url, self.results, self.lock = base_url, [], threading.Lock()
+        self.running = threading.Event()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self):
+        session = requests.Session()
+        session.headers["X-API-Key"] = API_KEY
+        while self.running.is_set():
+            started = time.monotonic()
+            try:
+                outcome = session.post(self.base_url + "/gliner-2", json=BODY, timeout=60).status_code
+            except requests.RequestException as error:
+                outcome = type(error).__name__
+                time.sleep(0.05)  # the port is closed: do not spin
+            with self.lock:
+                self.results.append((started, time.monotonic(), outcome))
+
+    def __enter__(self):
+        self.running.set()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running.clear()
+        for thread in self.threads:
+            thread.join(90)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.results)
+
+
+def test_sigterm_finishes_every_call_in_flight(span_checkpoint, cache_dir, work_dir):
+    stack = start_stack(span_checkpoint, cache_dir, work_dir / "graceful-stack", "--api-key", API_KEY,
+                        "--drain-seconds", "2")
+    with Load(stack.base_url, clients=4) as load:
+        time.sleep(3)
+        signalled = time.monotonic()
+        stack.process.send_signal(signal.SIGTERM)
+        code = stack.process.wait(60)
+        time.sleep(0.5)
+    results = load.snapshot()
+    before = [r for r in results if r[0] < signalled]
+    failed_in_flight = [r for r in before if r[2] != 200]
+    assert len(before) > 20 and not failed_in_flight, failed_in_flight
+    answered_while_draining = [r for r in results if r[0] >= signalled and r[2] == 200]
+    assert code == 0, stack.log()
+    log = stack.log()
+    assert "NOT_SERVING, draining" in log and "stopped" in log
+    # After SIGTERM new calls are answered while the drain lasts, then refused: never hang.
+    assert all(r[1] - r[0] < 30 for r in results), answered_while_draining
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _replica_pids(supervisor_pid: int) -> list[int]:
+    pids = []
+    for child in _children(supervisor_pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"--no-envoy" in command:
+            pids.append(child)
+    return pids
+
+
+def test_a_sigkilled_replica_costs_under_one_percent_and_the_survivor_takes_over(span_checkpoint, cache_dir,
+                                                                                 work_dir):
+    stack = start_stack(span_checkpoint, cache_dir, work_dir / "replica-stack", "--api-key", API_KEY,
+                        "--replicas", "2", timeout=240)
+    try:
+        replicas = _replica_pids(stack.process.pid)
+        assert len(replicas) == 2, stack.log()
+        with Load(stack.base_url, clients=4) as load:
+            time.sleep(4)
+            killed_at = time.monotonic()
+            os.kill(replicas[0], signal.SIGKILL)
+            time.sleep(12)
+        results = load.snapshot()
+        failed = [r for r in results if r[2] != 200]
+        assert len(results) > 200
+        assert len(failed) < 0.01 * len(results), (len(failed), len(results), failed[:10])
+        after = [r for r in results if r[0] > killed_at]
+        # The survivor carries the load: calls after the kill keep succeeding, and the
+        # last failure (if any) came within 10 s of the kill.
+        assert sum(r[2] == 200 for r in after) > 50
+        assert all(r[1] - killed_at < 10 for r in failed), failed
+        late = [r for r in after if r[0] > killed_at + 10]
+        assert late and all(r[2] == 200 for r in late)
+        # The supervisor started the killed replica again.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (len(_replica_pids(stack.process.pid)) < 2
+                                               or replicas[0] in _replica_pids(stack.process.pid)):
+            time.sleep(0.5)
+        assert "exited with -9; starting it again" in stack.log()
+    finally:
+        assert stop_stack(stack) == 0, stack.log()
+
+
+def test_a_front_reaches_replicas_by_dns_name(span_checkpoint, cache_dir, work_dir):
+    """Replicas started on their own (as on other machines) and a front that finds them by name."""
+    replicas, metrics = [], []
+    try:
+        for i in range(2):
+            port, metrics_port = free_port(), free_port()
+            run = work_dir / f"front-replica-{i}"
+            run.mkdir(parents=True, exist_ok=True)
+            log = (run / "replica.log").open("wb")
+            replicas.append((subprocess.Popen(
+                [sys.executable, "-m", "gliner_server.cli", "--model", str(span_checkpoint), "--no-envoy",
+                 "--grpc-host", "127.0.0.1", "--grpc-port", str(port), "--cache-dir", str(cache_dir),
+                 "--data-dir", str(run / "data"), "--api-key", API_KEY, "--metrics-port", str(metrics_port),
+                 "--drain-seconds", "0"], stdout=log, stderr=subprocess.STDOUT), port, run / "replica.log"))
+            metrics.append(metrics_port)
+        for process, _, log in replicas:
+            deadline = time.monotonic() + 120
+            while b"SERVING" not in log.read_bytes():
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        upstreams = [arg for _, port, _ in replicas for arg in ("--upstream", f"localhost:{port}")]
+        front = start_stack(span_checkpoint, cache_dir, work_dir / "front", *upstreams)
+        try:
+            assert "SERVING front for localhost:" in front.log()
+            with requests.Session() as session:
+                for _ in range(40):
+                    response = session.post(front.base_url + "/gliner-2", json=BODY, timeout=30,
+                                            headers={"X-API-Key": API_KEY})
+                    assert response.status_code == 200, response.text
+            assert requests.get(front.base_url + "/healthz", timeout=5).status_code == 200
+            served = [_requests_served(port) for port in metrics]
+            assert all(n > 0 for n in served), served  # both replicas took calls
+        finally:
+            assert stop_stack(front) == 0, front.log()
+    finally:
+        for process, _, _ in replicas:
+            process.send_signal(signal.SIGTERM)
+        for process, _, log in replicas:
+            assert process.wait(60) == 0, log.read_text()[-3000:]
+
+
+def _requests_served(metrics_port: int) -> float:
+    import re
+
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return sum(float(v) for labels, v in re.findall(r"^gliner_requests_total\{([^}]*)\} ([0-9.e+]+)$", text, re.M)
+               if 'method="Gliner2"' in labels and 'code="OK"' in labels)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--replicas", "0"], "--replicas must be at least 1"),
+    (["--upstream", "nohost"], "expected HOST:PORT"),
+    (["--upstream", "a:1", "--replicas", "2"], "--upstream runs Envoy alone"),
+    (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
+])
+def test_bad_scale_out_flags_are_refused(argv, message):
+    result = subprocess.run([sys.executable, "-m", "gliner_server.cli", *argv], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and message in result.stderr
