@@ -33,7 +33,7 @@ keys = st.sampled_from(["text", "labels", "task", "schema", "threshold", "includ
 bodies = st.recursive(st.dictionaries(keys, json_values, max_size=6),
                       lambda children: st.dictionaries(keys, children | json_values, max_size=6), max_leaves=30)
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
-    lambda s: s.strip() and "::" not in s and s not in ("entities", "relation_extraction"))
+    lambda s: s.strip() and ":" not in s and s not in ("entities", "relation_extraction"))
 
 
 def either_valid_or_client_error(parse, value):

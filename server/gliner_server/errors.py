@@ -45,11 +45,22 @@ class ErrorKind(enum.Enum):
         return self.value.provider_code
 
 
+MAX_MESSAGE_CHARS = 500
+
+
+def shown(value, limit: int = 60) -> str:
+    """A client-supplied value for an error message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ServiceError(Exception):
     """A failure with a client-facing message; never carries a stack to the client."""
 
     def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None,
                  retry_after_s: int | None = None):
+        if len(message) > MAX_MESSAGE_CHARS:  # messages quote client input: never echo it at length
+            message = message[:MAX_MESSAGE_CHARS - 15] + "... (truncated)"
         super().__init__(message)
         self.kind = kind
         self.message = message

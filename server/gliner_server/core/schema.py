@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import ServiceError
+from ..errors import ServiceError, shown
 
 Dtype = Literal["list", "str"]
 # Keys the library's formatted output uses itself; a task may not take them.
@@ -124,7 +124,7 @@ class ExtractionSchema(_Spec):
             raise ValueError("classification task and structure names must be distinct")
         clash = RESERVED_NAMES.intersection(top_level)
         if clash:
-            raise ValueError(f"{sorted(clash)[0]!r} is reserved and cannot name a task or structure")
+            raise ValueError(f"{shown(sorted(clash)[0])} is reserved and cannot name a task or structure")
         return self
 
 
@@ -157,7 +157,7 @@ def parse_field_spec(spec) -> FieldSpec:
     if isinstance(spec, dict):
         unknown = set(spec) - {"name", "dtype", "choices", "description", "threshold"}
         if unknown:
-            raise ValueError(f"unknown field option {sorted(unknown)[0]!r}")
+            raise ValueError(f"unknown field option {shown(sorted(unknown)[0])}")
         return FieldSpec(**spec)
     if not isinstance(spec, str):
         raise ValueError("a field is a 'name::dtype::description' string or an object")

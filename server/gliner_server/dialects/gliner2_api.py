@@ -21,7 +21,7 @@ from typing import Any
 from ..core.engine import ExtractionOutcome, ExtractionRequest, OutputOptions
 from ..core.recording import ANONYMOUS, Caller, Provenance
 from ..core.schema import build_schema
-from ..errors import ServiceError
+from ..errors import ServiceError, shown
 from . import body as fields
 from . import schema_json
 
@@ -127,7 +127,7 @@ def _schema_for(task: str, spec: Any):
         raise ServiceError.invalid("schema must be an object", field="schema")
     unknown = set(spec) - _SCHEMA_KEYS
     if unknown:
-        raise ServiceError.invalid(f"Invalid schema: unknown key {sorted(unknown)[0]!r}", field="schema")
+        raise ServiceError.invalid(f"Invalid schema: unknown key {shown(sorted(unknown)[0])}", field="schema")
     parts: dict[str, Any] = {}
     if spec.get("entities") is not None:
         parts["entities"] = schema_json.entity_specs(spec["entities"], "schema.entities")
@@ -155,7 +155,7 @@ def parse(body: dict, caller: Caller = ANONYMOUS) -> Gliner2Call:
     texts, batch = _texts(body)
     task = body.get("task") or _infer_task(body)
     if task not in TASKS:
-        raise ServiceError.invalid(f"Unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
+        raise ServiceError.invalid(f"Unknown task {shown(task)}; use one of {', '.join(TASKS)}", field="task")
     schema = _schema_for(task, _spec(body, task))
     output = OutputOptions(
         format_results=fields.optional_flag(body, "format_results", True),

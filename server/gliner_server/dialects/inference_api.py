@@ -16,7 +16,7 @@ from typing import Any
 from ..core.engine import ExtractionRequest, OutputOptions
 from ..core.recording import ANONYMOUS, Caller, Provenance, Recorded
 from ..core.schema import build_schema
-from ..errors import ServiceError
+from ..errors import ServiceError, shown
 from . import body as fields
 from . import schema_json
 
@@ -82,7 +82,7 @@ def pioneer_schema(spec: Any):
                                    "or relations", field="schema")
     unknown = set(spec) - set(SCHEMA_KEYS)
     if unknown:
-        raise ServiceError.invalid(f"Invalid schema: unknown key {sorted(unknown)[0]!r}; use "
+        raise ServiceError.invalid(f"Invalid schema: unknown key {shown(sorted(unknown)[0])}; use "
                                    f"{', '.join(SCHEMA_KEYS)}", field="schema")
     parts: dict[str, Any] = {}
     if spec.get("entities") is not None:
@@ -103,7 +103,7 @@ def parse(body: dict, caller: Caller = ANONYMOUS) -> InferenceCall:
         raise ServiceError.invalid('Decoder models ("task": "generate") are not served here: this service runs '
                                    "GLiNER2 encoder models; send a schema instead", field="task")
     if task not in (None, "", "extract"):
-        raise ServiceError.invalid(f"Unknown task {task!r}; omit it and send a schema", field="task")
+        raise ServiceError.invalid(f"Unknown task {shown(task)}; omit it and send a schema", field="task")
     text = body.get("text")
     if text is None:
         raise ServiceError.invalid("Missing required field: text", field="text")

@@ -26,7 +26,7 @@ from ..core.engine import FULL_OUTPUT, NO_CONTEXT, CallContext, ExtractionReques
 from ..core.recording import ANONYMOUS, Caller, Provenance, RecordingEngine
 from ..core.results import EntityMention, Span, TypedResult
 from ..core.schema import ExtractionSchema, build_schema
-from ..errors import ErrorKind, ServiceError
+from ..errors import ErrorKind, ServiceError, shown
 from . import body as fields
 from . import schema_json
 
@@ -65,7 +65,7 @@ RESPONSE_SCHEMA = {"type": "array", "items": {
 def _schema(parameters: dict) -> ExtractionSchema:
     unknown = set(parameters) - PARAMETERS
     if unknown:
-        raise ServiceError.invalid(f"Unknown parameter {sorted(unknown)[0]!r}; use {', '.join(sorted(PARAMETERS))}",
+        raise ServiceError.invalid(f"Unknown parameter {shown(sorted(unknown)[0])}; use {', '.join(sorted(PARAMETERS))}",
                                    field="parameters")
     parts: dict[str, Any] = {}
     if parameters.get("entity_types") is not None:

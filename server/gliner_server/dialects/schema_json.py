@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ..core.schema import (ClassificationSpec, EntitySpec, RelationSpec, StructureSpec,
                            describe_validation_error, parse_field_spec)
-from ..errors import ServiceError
+from ..errors import ServiceError, shown
 
 
 def _root(where: str) -> str:
@@ -54,7 +54,7 @@ def _named_types(value: Any, where: str, cls, options: set[str]) -> tuple:
                 raise _invalid(f"{where}.{name}", "expected a description string or an options object")
             unknown = set(config) - options
             if unknown:
-                raise _invalid(f"{where}.{name}", f"unknown option {sorted(unknown)[0]!r}")
+                raise _invalid(f"{where}.{name}", f"unknown option {shown(sorted(unknown)[0])}")
             specs.append(_build(cls, f"{where}.{name}", name=name, **config))
         return tuple(specs)
     raise _invalid(where, "expected a list of names or an object of name to description")
@@ -78,7 +78,7 @@ def classification_spec(name: str, config: Any, where: str) -> ClassificationSpe
         raise _invalid(where, "expected a list of labels or an object with 'labels'")
     unknown = set(config) - _TASK_OPTIONS - {"task"}
     if unknown:
-        raise _invalid(where, f"unknown option {sorted(unknown)[0]!r}")
+        raise _invalid(where, f"unknown option {shown(sorted(unknown)[0])}")
     labels = config["labels"]
     descriptions = None
     if isinstance(labels, dict):
