@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--long-text", choices=("chunk", "reject"),
                         help="texts over the model's window: process in overlapping chunks (default), or 413")
     limits.add_argument("--window-words", type=int, help="the model's window in words (default 384)")
+    limits.add_argument("--window-overlap-words", type=int,
+                        help="words repeated between neighbouring chunks (default 64, or a sixth of a smaller "
+                             "--window-words)")
 
     scale = p.add_argument_group("replicas and the front")
     scale.add_argument("--replicas", type=int, default=1,
@@ -183,7 +186,8 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
         config = load_config(args.config).with_default_model(args.model or None)
         keys = api_keys(config, collect_api_keys(args.api_key, args.api_key_file))
         limits = config.limits.limits(max_text_chars=args.max_text_chars, max_texts=args.max_texts,
-                                      long_text=args.long_text, window_words=args.window_words)
+                                      long_text=args.long_text, window_words=args.window_words,
+                                      window_overlap_words=args.window_overlap_words)
     except (OSError, ValueError) as error:
         sys.exit(f"gliner2-serve: {error}")
     max_request_bytes = args.max_request_bytes or config.limits.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES

@@ -114,6 +114,9 @@ class LimitsConfig(_Strict):
         values = {**self.model_dump(exclude_none=True), **{k: v for k, v in overrides.items() if v is not None}}
         values.pop("max_request_bytes", None)
         values.pop("max_queued_texts", None)
+        if "window_words" in values and "window_overlap_words" not in values:
+            # the library's ratio (64 of 384 words) for a window set without its overlap
+            values["window_overlap_words"] = min(Limits.window_overlap_words, values["window_words"] // 6)
         return Limits(**values)
 
 

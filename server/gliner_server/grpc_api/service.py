@@ -43,10 +43,14 @@ def rpc(method):
     return handler
 
 
+NO_DEADLINE_S = 365 * 24 * 3600.0  # remaining times beyond this mean the caller set no deadline
+
+
 def call_context(context: grpc.ServicerContext) -> CallContext:
     """The caller's deadline and disconnect notice, for the core: queued work stops when either comes."""
     remaining = context.time_remaining()
-    deadline = time.monotonic() + remaining if remaining is not None else None
+    # without a deadline grpcio reports "infinite future" as a huge number of seconds
+    deadline = time.monotonic() + remaining if remaining is not None and remaining < NO_DEADLINE_S else None
     return CallContext(deadline=deadline, cancellation=context)
 
 

@@ -65,7 +65,8 @@ class LoadedModel:
                                        "model's window (they are processed in chunks)", field="format_results")
         # As the library's batch_extract_long: every chunk with scores and offsets, then merged.
         chunk_texts = [chunk.text for chunks in plan for chunk in chunks]
-        results = self.scheduler().submit(chunk_texts, schema, (threshold, True, True, True), schema_chars=chars,
+        results = self.scheduler().submit(chunk_texts, schema, (threshold, True, True, True, plan.words),
+                                          schema_chars=chars,
                                           timeout=timeout, cancellation=cancellation)
         return long_text.merge_all(self.model, schema, texts, plan, results,
                                    include_confidence=include_confidence, include_spans=include_spans)
@@ -74,18 +75,18 @@ class LoadedModel:
         """None when every text fits the window; else each text's chunks (a short text is one chunk)."""
         if all(long_text.word_count(self.model, text) <= window.words for text in texts):
             return None
-        return [long_text.split(self.model, text, window) for text in texts]
+        return long_text.ChunkPlan([long_text.split(self.model, text, window) for text in texts], window.words)
 
     def count_tokens(self, text: str) -> int:
         """Subword tokens of ``text`` by the model's tokenizer (without special tokens)."""
         return len(self.model.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _run_batch(self, texts, schemas, options, chunk: int) -> list[dict]:
-        threshold, format_results, include_confidence, include_spans = options
+        threshold, format_results, include_confidence, include_spans, *max_len = options
         return self.model.batch_extract(
             list(texts), list(schemas), batch_size=chunk, threshold=threshold,
             format_results=format_results, include_confidence=include_confidence,
-            include_spans=include_spans,
+            include_spans=include_spans, max_len=max_len[0] if max_len else None,
         )
 
 

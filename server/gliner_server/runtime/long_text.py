@@ -15,6 +15,24 @@ from typing import Sequence
 from ..core.limits import Window
 
 
+class ChunkPlan(tuple):
+    """Each text's chunks (a text within the window is its one chunk), and the window they were cut for.
+
+    ``words`` is also what the library's ``batch_extract_long`` passes to
+    ``batch_extract`` as ``max_len``: the collator appends a full stop to a chunk
+    that does not end a sentence and then cuts the chunk back to ``words`` word
+    tokens, so a full chunk loses that stop. Running the chunks the same way
+    keeps their scores identical to the library's.
+    """
+
+    words: int
+
+    def __new__(cls, chunks, words: int):
+        plan = super().__new__(cls, chunks)
+        plan.words = words
+        return plan
+
+
 def word_count(model, text: str) -> int:
     """Words of ``text`` as the model's processor splits them (what the window counts)."""
     from gliner2.inference.chunking import iter_word_offsets
