@@ -160,8 +160,10 @@ def _local_reply_config() -> dict:
             "body": {"inline_string": _UNHEALTHY_MESSAGE},
             "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
         },
-        {   # the per-API-key rate limit (response flag RL: rate limited locally)
-            "filter": {"response_flag_filter": {"flags": ["RL"]}},
+        {   # the per-API-key rate limit: its own status, told apart from the server's 429s, becomes 429
+            # (the filter sets its RL response flag only after the local reply has been mapped)
+            "filter": _status_filter("EQ", RATE_LIMIT_STATUS),
+            "status_code": 429,
             "body": {"inline_string": RATE_LIMITED_MESSAGE},
             "body_format_override": _error_format(ErrorKind.RATE_LIMITED.provider_code),
         },
@@ -183,6 +185,7 @@ def _descriptor_source(settings: EnvoySettings, descriptor: bytes) -> dict:
     return {"proto_descriptor_bin": base64.b64encode(descriptor).decode()}
 
 
+RATE_LIMIT_STATUS = 423  # what the rate limit filter answers (nothing else here uses it); mapped to 429
 RATE_LIMITED_MESSAGE = "Rate limit exceeded for this API key; retry after Retry-After seconds"
 _ALWAYS = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
 
@@ -214,6 +217,7 @@ def _rate_limit_filters(settings: EnvoySettings) -> list[dict]:
         "descriptors": [{"entries": [{"key": key}], "token_bucket": bucket} for _, key in headers],
         "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                                      "header": {"key": "retry-after", "value": "1"}}],
+        "status": {"code": RATE_LIMIT_STATUS},
         "rate_limited_as_resource_exhausted": True,
     }}]
 
