@@ -74,6 +74,8 @@ def test_sigterm_finishes_every_call_in_flight(span_checkpoint, cache_dir, work_
     failed_in_flight = [r for r in before if r[2] != 200]
     assert len(before) > 20 and not failed_in_flight, failed_in_flight
     answered_while_draining = [r for r in results if r[0] >= signalled and r[2] == 200]
+    print(f"\nSIGTERM: {len(before)} calls started before it, {len(failed_in_flight)} failed; "
+          f"{len(answered_while_draining)} answered while draining")
     assert code == 0, stack.log()
     log = stack.log()
     assert "NOT_SERVING, draining" in log and "stopped" in log
@@ -114,6 +116,12 @@ def test_a_sigkilled_replica_costs_under_one_percent_and_the_survivor_takes_over
         assert len(results) > 200
         assert len(failed) < 0.01 * len(results), (len(failed), len(results), failed[:10])
         after = [r for r in results if r[0] > killed_at]
+        recovered = max((r[1] - killed_at for r in failed), default=0.0)
+        before_rate = sum(r[2] == 200 and killed_at - 4 < r[1] <= killed_at for r in results) / 4
+        after_rate = sum(r[2] == 200 and r[1] > killed_at + 2 for r in results) / 10
+        print(f"\nreplica kill: {len(results)} requests, {len(failed)} failed "
+              f"({100 * len(failed) / len(results):.2f} %), last failure {recovered:.2f} s after the kill; "
+              f"{before_rate:.1f} req/s before, {after_rate:.1f} req/s on the survivor")
         # The survivor carries the load: calls after the kill keep succeeding, and the
         # last failure (if any) came within 10 s of the kill.
         assert sum(r[2] == 200 for r in after) > 50

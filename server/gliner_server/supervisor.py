@@ -88,17 +88,22 @@ def run_replicas(args, argv: list[str], stop) -> int:
     from .envoy import free_port
 
     replicas = [Replica(i, argv, free_port(args.grpc_host)) for i in range(args.replicas)]
-    for replica in replicas:
-        replica.start()
+    # The first replica fills the IR and compiled-model caches; the others start once it serves and
+    # read them (OpenVINO's compiled-model cache is not safe for processes writing it at once).
+    replicas[0].start()
     envoy = SupervisedEnvoy(args, [("127.0.0.1", r.port) for r in replicas], _max_request_bytes(args))
     try:
         envoy.start()
         while not stop.event.wait(0.2):
-            failed = [r for r in replicas if r.exited() is not None]
+            failed = [r for r in replicas if r.process is not None and r.exited() is not None]
             if failed:
                 raise SystemExit(f"gliner2-serve: replica {failed[0].index} exited with {failed[0].exited()} "
                                  "during start-up (its log is above)")
-            if envoy.process.healthy_upstreams() == len(replicas):
+            healthy = envoy.process.healthy_upstreams() or 0
+            if healthy and replicas[-1].process is None:
+                for replica in replicas[1:]:
+                    replica.start()
+            if healthy == len(replicas):
                 break
         else:
             raise SystemExit(0)  # stopped while starting

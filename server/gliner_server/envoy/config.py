@@ -339,9 +339,13 @@ def _access_log(path: str) -> list[dict]:
 
 
 def _cluster(settings: EnvoySettings) -> dict:
+    by_name = any(not _is_ip(h) for h, _ in settings.upstreams)
     return {
         "name": CLUSTER,
-        "type": "STRICT_DNS" if any(not _is_ip(h) for h, _ in settings.upstreams) else "STATIC",
+        "type": "STRICT_DNS" if by_name else "STATIC",
+        # every address a name resolves to is a host; IPv4 ones where there are any (servers bind
+        # 0.0.0.0 by default, and "localhost" resolves to ::1 first), re-resolved every 5 s
+        **({"dns_lookup_family": "V4_PREFERRED", "dns_refresh_rate": "5s"} if by_name else {}),
         "connect_timeout": _duration(settings.connect_timeout_s),
         "lb_policy": "LEAST_REQUEST",
         # Never route to a replica its health check calls unhealthy (default

@@ -111,12 +111,47 @@ def export_ir(encoder: torch.nn.Module, ir_path: Path, precision: str, *, calibr
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     elif precision == "int8-ptq":
         model = quantize_activations(model, calibration)
-    ir_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ir_path.with_name(ir_path.stem + ".partial.xml")
     # compress_to_fp16=False: the default would silently store fp16 weights.
-    ov.save_model(model, tmp, compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
-    tmp.replace(ir_path)
+    save_ir(model, ir_path)
+
+
+def save_ir(model, ir_path: Path) -> None:
+    """Write an IR (fp32 weights kept) so that readers, also in other processes, never see half of one.
+
+    Each writer saves under its own name, then renames: replicas starting
+    together on one cache each end with a whole IR, the last rename winning.
+    """
+    import os
+
+    import openvino as ov
+
+    ir_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = ir_path.with_name(f"{ir_path.stem}.partial-{os.getpid()}.xml")
+    ov.save_model(model, partial, compress_to_fp16=False)
+    partial.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
+    partial.replace(ir_path)
+
+
+def compile_cached(core, model, properties: dict):
+    """``core.compile_model`` on the CPU, surviving another process writing the same compiled-model cache entry.
+
+    OpenVINO's cache is not safe across processes: when two replicas compile
+    one model at once, one may fail on the other's half-written blob. Such a
+    failure is retried once (the entry is then usually whole), then compiled
+    without the cache.
+    """
+    import openvino as ov
+
+    try:
+        return core.compile_model(model, "CPU", properties)
+    except RuntimeError as error:
+        if "blob" not in str(error) and "cache" not in str(error).lower():
+            raise
+        logger.warning("compiled-model cache entry busy (%s); compiling again", str(error).splitlines()[-1])
+    try:
+        return core.compile_model(model, "CPU", properties)
+    except RuntimeError:
+        return ov.Core().compile_model(model, "CPU", properties)
 
 
 def compile_config(precision: str) -> dict:
@@ -166,7 +201,7 @@ class OpenVINOEncoder(torch.nn.Module):
         if properties["INFERENCE_PRECISION_HINT"] == "bf16" and not cpu_supports_bf16(core):
             logger.warning("this CPU has no bf16 support; running the %s mode's bf16 parts in f32", precision)
             properties["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(str(ir_path), "CPU", properties)
+        self.compiled = compile_cached(core, str(ir_path), properties)
         self.precision = precision
         self.config = config  # the HF encoder config, for code that inspects it
         self._local = threading.local()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .openvino_encoder import compile_config, cpu_supports_bf16
+from .openvino_encoder import compile_cached, compile_config, cpu_supports_bf16, save_ir
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RowwiseOpenVINO(torch.nn.Module):
         properties = compile_config(precision)
         if properties["INFERENCE_PRECISION_HINT"] == "bf16" and not cpu_supports_bf16(core):
             properties["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(model, "CPU", properties)
+        self.compiled = compile_cached(core, model, properties)
         self.in_dim = in_dim
         self._local = threading.local()
 
@@ -92,12 +92,7 @@ def convert_rows(function: torch.nn.Module, in_dim: int, ir_path: Optional[Path]
         model = ov.convert_model(function.eval(), example_input=torch.zeros(3, in_dim),
                                  input=[([-1, in_dim], ov.Type.f32)])
     if ir_path is not None:
-        ir_path = Path(ir_path)
-        ir_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = ir_path.with_name(ir_path.stem + ".partial.xml")
-        ov.save_model(model, partial, compress_to_fp16=False)  # exact: keep fp32 weights
-        partial.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
-        partial.replace(ir_path)
+        save_ir(model, Path(ir_path))  # exact: keeps fp32 weights
     return model
 
 
