@@ -36,7 +36,9 @@ def test_every_http_rule_is_an_operation_and_nothing_else_is():
 
 def test_typed_bodies_follow_the_proto_messages():
     extract = DOCUMENT["paths"]["/v1/extract"]["post"]
-    body = extract["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    ref = extract["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/gliner_v1_ExtractRequest"
+    body = DOCUMENT["components"]["schemas"]["gliner_v1_ExtractRequest"]["properties"]
     assert set(body) == {"text", "schema", "threshold", "model_id", "project_id", "training_job_id", "privacy_mode"}
     response = DOCUMENT["components"]["schemas"]["gliner_v1_ExtractResponse"]["properties"]
     assert response["chunks"] == {"type": "integer", "format": "int32"}

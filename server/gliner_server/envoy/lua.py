@@ -132,9 +132,25 @@ local function is_grpc(content_type)
   return ct == "application/grpc" or ct:find("^application/grpc[+;]") ~= nil
 end
 
+-- REST headers become gRPC metadata, whose keys are [0-9a-z_.-] and whose values are printable
+-- ASCII: the server's gRPC core would fail the call (500) on any other. Such headers mean nothing
+-- to the service, so they are dropped.
+local function drop_non_metadata_headers(headers)
+  local bad = {}
+  for key, value in pairs(headers) do
+    if key:sub(1, 1) ~= ":" and (key:find("[^0-9a-z_%%.%%-]") or value:find("[^\32-\126]")) then
+      bad[#bad + 1] = key
+    end
+  end
+  for _, key in ipairs(bad) do headers:remove(key) end
+end
+
 function envoy_on_request(request_handle)
-  if is_grpc(request_handle:headers():get("content-type")) then
+  local headers = request_handle:headers()
+  if is_grpc(headers:get("content-type")) then
     request_handle:streamInfo():dynamicMetadata():set(NS, "grpc", true)
+  else
+    drop_non_metadata_headers(headers)
   end
 end
 
