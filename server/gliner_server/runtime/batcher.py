@@ -132,20 +132,25 @@ class BatchScheduler:
         """
         tokens = max(estimate_tokens(t, schema_chars) for t in texts)
         job = _Job(list(texts), schema, options, tokens)
+        # Listen for the caller leaving before the job is queued, so a caller already gone is never run.
+        if cancellation is not None and not cancellation.add_callback(lambda: self._abandon(job, cancelled=True)):
+            self._abandon(job, cancelled=True)
         with self._cond:
+            if job.done.is_set():
+                raise job.error
             if self._queued_texts + len(job.texts) > self.policy.max_queued_texts and self._queue:
                 self.stats.rejected += 1
-                raise ServiceError(ErrorKind.RATE_LIMITED,
-                                   f"Model {self.name} is at capacity ({self._queued_texts} texts queued); "
-                                   "retry with backoff", retry_after_s=self._retry_after())
+                job.error = ServiceError(ErrorKind.RATE_LIMITED,
+                                         f"Model {self.name} is at capacity ({self._queued_texts} texts queued); "
+                                         "retry with backoff", retry_after_s=self._retry_after())
+                job.done.set()
+                raise job.error
             self._queue.append(job)
             self._queued_texts += len(job.texts)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name=f"batcher-{self.name}", daemon=True)
                 self._worker.start()
             self._cond.notify_all()
-        if cancellation is not None and not cancellation.add_callback(lambda: self._abandon(job, cancelled=True)):
-            self._abandon(job, cancelled=True)  # the caller had already gone
         if not job.done.wait(timeout):
             self._abandon(job, cancelled=False, timeout=timeout)
             job.done.wait()  # set by _abandon, or by the pass that was already running it
@@ -158,8 +163,9 @@ class BatchScheduler:
         with self._cond:
             if job.done.is_set() or job.running:
                 return
-            self._queue.remove(job)
-            self._queued_texts -= len(job.texts)
+            if job in self._queue:  # else the caller left before it was queued
+                self._queue.remove(job)
+                self._queued_texts -= len(job.texts)
             self.stats.dropped += 1
             job.error = (ServiceError(ErrorKind.CANCELLED, "The request was cancelled by the client")
                          if cancelled else
