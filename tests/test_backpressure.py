@@ -208,3 +208,35 @@ def test_native_grpc_callers_are_limited_with_resource_exhausted(limited_stack):
             except GlinerError as error:
                 codes.append(error.code.name)
         assert "RESOURCE_EXHAUSTED" in codes and codes[0] == "OK", codes
+
+
+@pytest.fixture(scope="module")
+def narrow_stack(span_checkpoint, cache_dir, work_dir):
+    """Nine gRPC threads: one for model calls (the other eight are reserved), a long queue."""
+    metrics = free_port()
+    stack = start_stack(span_checkpoint, cache_dir, work_dir / "narrow-stack", "--api-key", API_KEY,
+                        "--workers", "9", "--max-queued-texts", "1000", "--metrics-port", str(metrics))
+    stack.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+    yield stack
+    assert stop_stack(stack) == 0, stack.log()
+
+
+def test_calls_past_the_admission_limit_are_refused_and_health_stays_up(narrow_stack):
+    """The model calls may not take every thread: past the limit a call is refused at once, and health checks,
+    listings and the load balancer's view of the server are unaffected."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with Heavy(narrow_stack):
+        started = time.monotonic()
+        refused = requests.post(narrow_stack.base_url + "/gliner-2", json={"text": SEED_TEXT, "labels": ["person"]},
+                                headers=HEADERS, timeout=30)
+        assert time.monotonic() - started < 2.0
+        assert refused.status_code == 429 and "model calls in flight" in refused.json()["detail"], refused.text
+        assert refused.headers["retry-after"] == "1"
+        for _ in range(5):  # Envoy keeps routing to it: /healthz and gRPC health through Envoy
+            assert requests.get(narrow_stack.base_url + "/healthz", timeout=5).status_code == 200
+            with grpc.insecure_channel(f"127.0.0.1:{narrow_stack.port}") as channel:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert status.status == health_pb2.HealthCheckResponse.SERVING
+            assert requests.get(narrow_stack.base_url + "/v1/models", headers=HEADERS, timeout=5).status_code == 200
+            time.sleep(0.3)

@@ -56,7 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default=Path(os.environ.get("GLINER2_CACHE_DIR", Path.home() / ".cache" / "gliner2-service")),
                    help="OpenVINO IR and compiled-model cache")
     p.add_argument("--run-dir", type=Path, help="where Envoy's config and logs go (default: a temp dir)")
-    p.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    p.add_argument("--workers", type=int, default=64,
+                   help="gRPC worker threads (default 64); model calls take at most all but 8 of them, "
+                        "further ones get 429 / RESOURCE_EXHAUSTED at once")
     p.add_argument("--batch-size", type=int, default=16,
                    help="most texts per model pass; concurrent requests share passes (default 16)")
     p.add_argument("--batch-tokens", type=int, default=8192,

@@ -17,23 +17,29 @@ from ..config import EndpointConfig
 from .auth import ApiKeys, AuthInterceptor
 from .decoding import DecodingInterceptor
 from .history_service import InferenceHistoryService
+from .admission import Admission
 from .service import GlinerService
 
 PROTO_MODULES = (service_pb2, history_pb2)
 SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,
                  history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+OVERFLOW_CALLS = 64  # calls that may wait for a free thread (the reserved ones answer them quickly)
 
 
 class GrpcServer:
     """The running grpcio server and its health servicer."""
 
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
-                 endpoints: dict[str, EndpointConfig] | None = None, workers: int = 16, max_run_inputs: int = 64,
+                 endpoints: dict[str, EndpointConfig] | None = None, workers: int = 64, max_run_inputs: int = 64,
                  max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.admission = Admission.for_workers(workers)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+            # Beyond this many calls grpcio refuses at once (RESOURCE_EXHAUSTED) instead of queueing
+            # without bound; below it, calls past the admission limit are refused by the service.
+            maximum_concurrent_rpcs=workers + OVERFLOW_CALLS,
             interceptors=[AuthInterceptor(keys), DecodingInterceptor()],
             # Requests are bounded like REST bodies; answers (e.g. a history export) may be larger.
             options=[("grpc.max_receive_message_length", max_message_bytes),
@@ -41,7 +47,8 @@ class GrpcServer:
                      ("grpc.so_reuseport", 0)],
         )
         service_grpc.add_GlinerServiceServicer_to_server(
-            GlinerService(engine, keys, endpoints or {}, max_run_inputs=max_run_inputs), self.server)
+            GlinerService(engine, keys, endpoints or {}, max_run_inputs=max_run_inputs, admission=self.admission),
+            self.server)
         if engine.history is not None:
             history_grpc.add_InferenceHistoryServiceServicer_to_server(
                 InferenceHistoryService(engine.history, keys), self.server)

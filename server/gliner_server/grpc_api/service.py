@@ -18,6 +18,7 @@ from ..config import EndpointConfig
 from ..dialects.run_api import RunDialect
 from ..errors import ErrorKind, ServiceError
 from . import convert
+from .admission import Admission
 from .auth import ApiKeys
 from .status import abort
 
@@ -39,6 +40,17 @@ def rpc(method):
                 outcome["code"] = grpc.StatusCode.INTERNAL.name
                 logger.exception("unexpected failure in %s", method.__name__)
                 abort(context, ServiceError(ErrorKind.SERVER_ERROR, "Internal server error"))
+
+    return handler
+
+
+def admitted(method):
+    """A model call: it takes one of the service's admission slots while it runs (see :mod:`.admission`)."""
+
+    @functools.wraps(method)
+    def handler(self, request, context: grpc.ServicerContext):
+        with self.admission.slot():
+            return method(self, request, context)
 
     return handler
 
@@ -72,8 +84,9 @@ def caller_of(keys: ApiKeys, context: grpc.ServicerContext) -> Caller:
 
 class GlinerService(service_grpc.GlinerServiceServicer):
     def __init__(self, engine: RecordingEngine, keys: ApiKeys, endpoints: dict[str, EndpointConfig], *,
-                 max_run_inputs: int = 64):
+                 max_run_inputs: int = 64, admission: Admission | None = None):
         self.engine = engine
+        self.admission = admission or Admission.for_workers(64)
         self.keys = keys
         self.endpoints = endpoints
         self.run_dialect = RunDialect(engine, endpoints, max_inputs=max_run_inputs)
@@ -93,6 +106,7 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         return results, recorded
 
     @rpc
+    @admitted
     def Extract(self, request, context):
         results, recorded = self._typed([request.text], request, context, "Extract")
         return service_pb2.ExtractResponse(result=results[0], model_id=recorded.outcome.model_id,
@@ -101,6 +115,7 @@ class GlinerService(service_grpc.GlinerServiceServicer):
                                            chunks=recorded.outcome.chunks[0])
 
     @rpc
+    @admitted
     def BatchExtract(self, request, context):
         results, recorded = self._typed(list(request.texts), request, context, "BatchExtract")
         return service_pb2.BatchExtractResponse(results=results, model_id=recorded.outcome.model_id,
@@ -109,6 +124,7 @@ class GlinerService(service_grpc.GlinerServiceServicer):
                                                 chunks=recorded.outcome.chunks)
 
     @rpc
+    @admitted
     def Gliner2(self, request, context):
         call = gliner2_api.parse_json(request.body.data, caller_of(self.keys, context))
         outcome = self.engine.run(call.request, call.provenance, call_context(context)).outcome
@@ -116,11 +132,13 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         return convert.json_http_body(call.answer_json(outcome))
 
     @rpc
+    @admitted
     def Run(self, request, context):
         return convert.json_http_body(self.run_dialect.handle(request.body.data, caller_of(self.keys, context),
                                                               call_context(context)))
 
     @rpc
+    @admitted
     def Inference(self, request, context):
         call = inference_api.parse_json(request.body.data, caller_of(self.keys, context))
         recorded = self.engine.run(call.request, call.provenance, call_context(context))
