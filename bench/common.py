@@ -83,3 +83,14 @@ def server_start_figures(log: str) -> dict:
     ready, since, library = found[-1]
     return {"ready_in_s": float(ready), "since_process_start_s": None if since == "?" else float(since[:-1]),
             "library_import_s": float(library), "cached_ir_to_serving_s": round(float(ready) - float(library), 2)}
+
+
+def write_report(report: dict, out: Path | None, name: str) -> Path:
+    """The report as JSON: to ``out``, or ``bench/results/NAME-TIME.json``; says where."""
+    import json
+
+    out = out or ROOT / "bench" / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out}")
+    return out

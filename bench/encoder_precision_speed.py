@@ -16,7 +16,6 @@ Run ``bench/precision_agreement.py`` first (it builds the IRs under --cache).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, cpu_busy_fraction  # noqa: E402
+from common import ROOT, cpu_busy_fraction, write_report  # noqa: E402
 
 FIXED = [(1, 32), (1, 128), (16, 64), (16, 128)]
 VARIANTS = {"f32": ("f32", "f32"), "bf16": ("f32", "bf16"), "int8": ("int8", "f32"),
@@ -99,10 +98,7 @@ def main(argv=None) -> dict:
             print(f"{name:19}" + "".join(f"{base[k] / v:>16.2f}x" for k, v in row.items()) + "   (speed-up vs bf16)")
     busy = report["machine_busy"]
     print(f"machine busy before/after: {busy['before']:.0%} / {busy['after']:.0%}")
-    out = args.out or ROOT / "bench" / "results" / f"encoder-precision-speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
+    write_report(report, args.out, "encoder-precision-speed")
     return report
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agreement_corpus import build_schema, pairs as corpus_pairs, summary as corpus_summary  # noqa: E402
-from common import ROOT, bench_checkpoint, cpu_busy_fraction, percentile  # noqa: E402
+from common import ROOT, bench_checkpoint, cpu_busy_fraction, percentile, write_report  # noqa: E402
 
 MODES = ("f32", "bf16", "int8", "int8-ptq")
 KINDS = ("entities", "classification", "multi_label", "structures", "relations")
@@ -551,10 +551,7 @@ def main(argv=None) -> dict:
     report["corpus"] = corpus_summary()
     report["command"] = " ".join([".venv/bin/python", "bench/precision_agreement.py", *(argv or sys.argv[1:])])
     print_report(report)
-    out = args.out or ROOT / "bench" / "results" / f"precision-agreement-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
-    print(f"wrote {out}")
+    write_report(report, args.out, "precision-agreement")
     return report
 
 

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, server_start_figures,
-                    summary, text_of_tokens)
+                    summary, text_of_tokens, write_report)
 
 from gliner_server.runtime.openvino_encoder import PRECISIONS
 
@@ -358,10 +358,7 @@ def main() -> None:
     report["noisy"] = max(report["machine_busy"].values()) > 0.25
     report["targets"] = target_summary(report)
     print_table(report)
-    out = args.out or ROOT / "bench" / "results" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, args.out, "run")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, percentile  # noqa: E402
+from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction,  # noqa: E402
+                    percentile, write_report)
 
 BODIES = [
     ("/gliner-2", {"text": SEED, "labels": LABELS}),
@@ -196,10 +197,7 @@ def main(argv=None) -> dict:
           f"{unexpected or 'none'}")
     print(f"memory (server process tree, RSS): {first} MB after warm-up -> {last} MB at the end "
           f"({report['memory_growth_pct']:+.2f} %); server exit code {code}")
-    out = args.out or ROOT / "bench" / "results" / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
+    write_report(report, args.out, "soak")
     return report
 
 

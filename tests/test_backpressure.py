@@ -27,14 +27,19 @@ SENTENCE = "Tim Cook leads Apple in Cupertino and Satya Nadella runs Microsoft f
 HEAVY = {"text": [SENTENCE * 20 + str(i) for i in range(64)], "labels": ["person", "company", "city"]}
 
 
-@pytest.fixture(scope="module")
-def busy_stack(span_checkpoint, cache_dir, work_dir):
+def stack_with_metrics(checkpoint, cache_dir, run_dir, *flags):
+    """A stack (API key required) whose Prometheus metrics the test reads; yields it, then stops it cleanly."""
     metrics = free_port()
-    stack = start_stack(span_checkpoint, cache_dir, work_dir / "busy-stack", "--api-key", API_KEY,
-                        "--max-queued-texts", "4", "--batch-size", "8", "--metrics-port", str(metrics))
+    stack = start_stack(checkpoint, cache_dir, run_dir, "--api-key", API_KEY, "--metrics-port", str(metrics), *flags)
     stack.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
     yield stack
     assert stop_stack(stack) == 0, stack.log()
+
+
+@pytest.fixture(scope="module")
+def busy_stack(span_checkpoint, cache_dir, work_dir):
+    yield from stack_with_metrics(span_checkpoint, cache_dir, work_dir / "busy-stack",
+                                  "--max-queued-texts", "4", "--batch-size", "8")
 
 
 def counter(stack, name: str) -> float:
@@ -213,12 +218,8 @@ def test_native_grpc_callers_are_limited_with_resource_exhausted(limited_stack):
 @pytest.fixture(scope="module")
 def narrow_stack(span_checkpoint, cache_dir, work_dir):
     """Nine gRPC threads: one for model calls (the other eight are reserved), a long queue."""
-    metrics = free_port()
-    stack = start_stack(span_checkpoint, cache_dir, work_dir / "narrow-stack", "--api-key", API_KEY,
-                        "--workers", "9", "--max-queued-texts", "1000", "--metrics-port", str(metrics))
-    stack.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
-    yield stack
-    assert stop_stack(stack) == 0, stack.log()
+    yield from stack_with_metrics(span_checkpoint, cache_dir, work_dir / "narrow-stack",
+                                  "--workers", "9", "--max-queued-texts", "1000")
 
 
 def test_calls_past_the_admission_limit_are_refused_and_health_stays_up(narrow_stack):
