@@ -30,3 +30,14 @@ def test_benchmark_smoke(tmp_path):
     assert all(v > 0 for v in overhead["p50_ms"].values())
     assert report["startup_cached_server"]["f32"]["cached_ir_to_serving_s"] > 0
     assert "p50 ms" in result.stdout  # the table was printed
+
+
+def test_transport_breakdown_smoke(tmp_path):
+    out = tmp_path / "transport.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "transport_breakdown.py"), "--rounds", "3",
+                             "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert len(report["p50_ms"]) == 6 and all(v > 0 for v in report["p50_ms"].values())
+    assert report["server_model_ms_p50"] > 0 and "vs direct Extract" in result.stdout

@@ -1,0 +1,113 @@
+"""Where a request's time goes outside the model: transport, handler, history, Envoy.
+
+Starts the real ``gliner2-serve`` on the tiny checkpoint (model time a few ms)
+and, from a client process that runs no model of its own (OpenVINO threads
+spinning in the client would slow the server on 2 cores), measures in paired
+rounds:
+
+- ``ListModels`` direct to the gRPC server: the grpcio round trip alone;
+- ``Extract`` direct to the gRPC server, with the server's own model time
+  (``latency_ms``) and with ``privacy_mode`` (history row without text);
+- ``Extract`` through Envoy (native gRPC passthrough);
+- ``POST /v1/extract`` and ``POST /gliner-2`` through Envoy (transcoding, Lua).
+
+    .venv/bin/python bench/transport_breakdown.py [--rounds 300]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import grpc
+    import requests
+    from conftest import start_stack, stop_stack
+
+    from gliner_client import build_schema
+    from gliner_client.v1 import gliner_service_pb2 as pb
+    from gliner_client.v1 import gliner_service_pb2_grpc as pb_grpc
+    from gliner_server.envoy import free_port
+
+    checkpoint = bench_checkpoint(args.cache, tiny=True)
+    grpc_port = free_port()
+    busy_before = cpu_busy_fraction()
+    stack = start_stack(checkpoint, args.cache / "ov-cache", args.cache / "run-transport", "--api-key", KEY,
+                        "--grpc-port", str(grpc_port), timeout=300)
+    direct_channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    envoy_channel = grpc.insecure_channel(f"127.0.0.1:{stack.port}")
+    try:
+        direct, envoy = pb_grpc.GlinerServiceStub(direct_channel), pb_grpc.GlinerServiceStub(envoy_channel)
+        metadata = (("x-api-key", KEY),)
+        schema = build_schema(entities=LABELS)
+        extract = pb.ExtractRequest(text=SEED, schema=schema)
+        private = pb.ExtractRequest(text=SEED, schema=schema, privacy_mode=True)
+        session = requests.Session()
+        session.headers["X-API-Key"] = KEY
+        typed_body = {"text": SEED, "schema": {"entities": [{"name": label} for label in LABELS]}}
+        model_ms: list[float] = []
+
+        def timed_extract(stub, request):
+            model_ms.append(stub.Extract(request, metadata=metadata, timeout=30).latency_ms)
+
+        calls = {
+            "grpc ListModels (direct)": lambda: direct.ListModels(pb.ListModelsRequest(), metadata=metadata,
+                                                                  timeout=30),
+            "grpc Extract (direct)": lambda: timed_extract(direct, extract),
+            "grpc Extract privacy (direct)": lambda: timed_extract(direct, private),
+            "grpc Extract (Envoy)": lambda: timed_extract(envoy, extract),
+            "REST /v1/extract (Envoy)": lambda: session.post(f"{stack.base_url}/v1/extract", json=typed_body,
+                                                             timeout=30).raise_for_status(),
+            "REST /gliner-2 (Envoy)": lambda: session.post(f"{stack.base_url}/gliner-2",
+                                                           json={"text": SEED, "labels": LABELS},
+                                                           timeout=30).raise_for_status(),
+        }
+        for _ in range(10):
+            for call in calls.values():
+                call()
+        model_ms.clear()
+        times = {name: [] for name in calls}
+        for _ in range(args.rounds):
+            for name, call in calls.items():
+                started = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - started) * 1000)
+    finally:
+        direct_channel.close()
+        envoy_channel.close()
+        stop_stack(stack)
+    report = {
+        "rounds": args.rounds,
+        "p50_ms": {name: round(statistics.median(v), 3) for name, v in times.items()},
+        "server_model_ms_p50": round(statistics.median(model_ms), 3),
+        "machine_busy": {"before": busy_before, "after": cpu_busy_fraction()},
+    }
+    base = times["grpc Extract (direct)"]
+    report["paired_median_over_direct_extract_ms"] = {
+        name: round(statistics.median(a - b for a, b in zip(v, base)), 3)
+        for name, v in times.items() if name not in ("grpc Extract (direct)", "grpc ListModels (direct)")}
+    print(f"tiny model, {args.rounds} paired rounds; the server's model time p50 {report['server_model_ms_p50']} ms")
+    for name, p50 in report["p50_ms"].items():
+        extra = report["paired_median_over_direct_extract_ms"].get(name)
+        print(f"  {name:32} p50 {p50:7.2f} ms" + (f"   {extra:+.2f} ms vs direct Extract" if extra is not None else ""))
+    busy = report["machine_busy"]
+    print(f"machine busy from other load, before/after: {busy['before']:.0%} / {busy['after']:.0%}")
+    write_report(report, args.out, "transport-breakdown")
+    return report
+
+
+if __name__ == "__main__":
+    main()
