@@ -94,3 +94,17 @@ def write_report(report: dict, out: Path | None, name: str) -> Path:
     out.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out}")
     return out
+
+
+def paired_rounds(calls: dict, rounds: int, warmup: int = 10) -> dict[str, list[float]]:
+    """Milliseconds of each call, run back to back in every round (so they share the machine's moods)."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return times

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, server_start_figures,
-                    summary, text_of_tokens, write_report)
+                    paired_rounds, summary, text_of_tokens, write_report)
 
 from gliner_server.runtime.openvino_encoder import PRECISIONS
 
@@ -236,15 +236,7 @@ def measure_overhead(args, report) -> None:
             "grpc": lambda: stub.Gliner2(request, metadata=(("x-api-key", KEY),), timeout=30),
             "rest": lambda: session.post(f"{stack.base_url}/gliner-2", data=data, timeout=30).raise_for_status(),
         }
-        for _ in range(10):
-            for call in calls.values():
-                call()
-        times = {name: [] for name in calls}
-        for _ in range(args.overhead_rounds):
-            for name, call in calls.items():
-                t = time.perf_counter()
-                call()
-                times[name].append((time.perf_counter() - t) * 1000)
+        times = paired_rounds(calls, args.overhead_rounds)
         base = times["runtime"]
         report["overhead"] = {
             "checkpoint": str(checkpoint), "rounds": args.overhead_rounds,

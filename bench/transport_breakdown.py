@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
+from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, paired_rounds,  # noqa: E402
+                    write_report)
 
 
 def main(argv=None) -> dict:
@@ -75,16 +75,8 @@ def main(argv=None) -> dict:
                                                            json={"text": SEED, "labels": LABELS},
                                                            timeout=30).raise_for_status(),
         }
-        for _ in range(10):
-            for call in calls.values():
-                call()
-        model_ms.clear()
-        times = {name: [] for name in calls}
-        for _ in range(args.rounds):
-            for name, call in calls.items():
-                started = time.perf_counter()
-                call()
-                times[name].append((time.perf_counter() - started) * 1000)
+        times = paired_rounds(calls, args.rounds)
+        del model_ms[:-3 * args.rounds]  # keep the timed rounds' (three Extract calls a round)
     finally:
         direct_channel.close()
         envoy_channel.close()
