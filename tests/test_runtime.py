@@ -120,3 +120,25 @@ def test_int8_ptq_mode_loads_and_runs(span_checkpoint, cache_dir):
     assert list(got["entities"]) == LABELS
     assert all(0.0 <= m["confidence"] <= 1.0 for ms in got["entities"].values() for m in ms)
     assert sum(map(len, got["entities"].values())) > 0
+
+
+def test_a_compile_meeting_another_process_cache_entry_is_retried():
+    """Replicas compiling one model at once can trip over each other's half-written cache blob."""
+    from gliner_server.runtime.openvino_encoder import compile_cached
+
+    class Core:
+        def __init__(self, failures, message):
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def compile_model(self, model, device, properties):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError(self.message)
+            return ("compiled", model, device)
+
+    busy = Core(1, "filesystem error: cannot set permissions: No such file or directory [/c/compiled/1.blob]")
+    assert compile_cached(busy, "m.xml", {}) == ("compiled", "m.xml", "CPU") and busy.calls == 2
+    broken = Core(5, "Exception from src/plugins/intel_cpu: unsupported operation")
+    with pytest.raises(RuntimeError, match="unsupported operation"):
+        compile_cached(broken, "m.xml", {})
+    assert broken.calls == 1  # other failures are not retried
