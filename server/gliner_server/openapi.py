@@ -20,6 +20,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor
 
 from .envoy.config import OPENAPI_PATH  # noqa: F401 - where Envoy serves this document
+from .envoy.descriptors import bindings
 from .errors import ErrorKind
 
 _HTTP_BODY = "google.api.HttpBody"
@@ -56,6 +57,7 @@ _ERRORS = {
     405: "Method not allowed on this route",
     413: "Body, text or schema over the server's limits",
     429: "Rate limit for this API key, or the model's queue is full: retry after Retry-After seconds",
+    500: "Inference failed: retry with backoff",
     503: "No healthy server behind Envoy (starting, or shutting down): retry",
     504: "No answer within the server's time limit",
 }
@@ -110,16 +112,11 @@ def _dialect_schemas() -> dict[str, tuple[dict, dict]]:
 
 
 def _rules(method: descriptor.MethodDescriptor):
+    """(lower-case verb, path template, body) of the method's HTTP rules, as Envoy routes them."""
     options = method.GetOptions()
-    if not options.HasExtension(annotations_pb2.http):
-        return
-    top = options.Extensions[annotations_pb2.http]
-    for rule in (top, *top.additional_bindings):
-        verb = rule.WhichOneof("pattern")
-        if verb == "custom":
-            yield rule.custom.kind.lower(), rule.custom.path, rule.body
-        elif verb:
-            yield verb, getattr(rule, verb), rule.body
+    if options.HasExtension(annotations_pb2.http):
+        for verb, template, body in bindings(options.Extensions[annotations_pb2.http]):
+            yield verb.lower(), template, body
 
 
 def document(modules, services) -> dict:
@@ -189,8 +186,6 @@ def _operation(builder, dialects, service, method, verb, body, path_params) -> d
     for status, meaning in _ERRORS.items():
         responses[str(status)] = {"description": meaning,
                                   "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
-    responses["500"] = {"description": "Inference failed: retry with backoff",
-                        "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
     operation["responses"] = responses
     return operation
 

@@ -8,6 +8,20 @@ from ..core.engine import threshold_or_default
 from ..errors import ServiceError
 
 
+# JSON Schema (for the OpenAPI description) of the optional fields several dialects read alike:
+# the output options (threshold(), optional_flag()) and the history's provenance of a call.
+OUTPUT_PROPERTIES = {
+    "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    "include_confidence": {"type": "boolean"},
+    "include_spans": {"type": "boolean"},
+}
+PROVENANCE_PROPERTIES = {
+    "project_id": {"type": "string"},
+    "training_job_id": {"type": "string"},
+    "privacy_mode": {"type": "boolean"},
+}
+
+
 def decode_json(raw: bytes) -> Any:
     """The body as JSON values, keeping object key order (it orders schemas)."""
     if not raw or not raw.strip():

@@ -48,14 +48,10 @@ REQUEST_SCHEMA = {
         "schema": {"description": "the task's schema: labels, {\"categories\": [...]}, structures of "
                                   "\"name::dtype::description\" fields, or a full schema (entities, "
                                   "classifications, structures, relations)"},
-        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-        "include_confidence": {"type": "boolean"},
-        "include_spans": {"type": "boolean"},
+        **fields.OUTPUT_PROPERTIES,
         "format_results": {"type": "boolean"},
         "model_id": {"type": "string"},
-        "project_id": {"type": "string"},
-        "training_job_id": {"type": "string"},
-        "privacy_mode": {"type": "boolean"},
+        **fields.PROVENANCE_PROPERTIES,
     },
 }
 RESPONSE_SCHEMA = {"type": "object", "description": "the gliner2 library's formatted output for the text "

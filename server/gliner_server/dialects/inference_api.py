@@ -35,12 +35,8 @@ REQUEST_SCHEMA = {
                    "properties": {key: {} for key in SCHEMA_KEYS}},
         "model_id": {"type": "string"},
         "task": {"type": "string", "enum": ["extract"]},
-        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-        "include_confidence": {"type": "boolean"},
-        "include_spans": {"type": "boolean"},
-        "project_id": {"type": "string"},
-        "training_job_id": {"type": "string"},
-        "privacy_mode": {"type": "boolean"},
+        **fields.OUTPUT_PROPERTIES,
+        **fields.PROVENANCE_PROPERTIES,
     },
 }
 RESPONSE_SCHEMA = {

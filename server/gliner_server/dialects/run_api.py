@@ -46,9 +46,7 @@ REQUEST_SCHEMA = {
             "properties": {"text": {"type": "string"},
                            "parameters": {"type": "object", "properties": {key: {} for key in sorted(PARAMETERS)}}},
         }},
-        "project_id": {"type": "string"},
-        "training_job_id": {"type": "string"},
-        "privacy_mode": {"type": "boolean"},
+        **fields.PROVENANCE_PROPERTIES,
     },
 }
 RESPONSE_SCHEMA = {"type": "array", "items": {

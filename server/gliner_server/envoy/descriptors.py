@@ -12,7 +12,7 @@ the gRPC server itself runs, and is never written by hand.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 from google.api import annotations_pb2  # registers google.api.http before any parsing
 from google.protobuf import descriptor as _descriptor
@@ -89,6 +89,16 @@ def descriptor_set_bytes(
 _HTTP_VERBS = ("get", "put", "post", "delete", "patch")
 
 
+def bindings(rule) -> Iterator[tuple[str, str, str]]:
+    """``(HTTP method, path template, body)`` of a ``google.api.http`` rule and its ``additional_bindings``."""
+    for binding in (rule, *rule.additional_bindings):
+        pattern = binding.WhichOneof("pattern")
+        if pattern in _HTTP_VERBS:
+            yield pattern.upper(), getattr(binding, pattern), binding.body
+        elif pattern == "custom":
+            yield binding.custom.kind.upper(), binding.custom.path, binding.body
+
+
 def http_rules(
     fds: descriptor_pb2.FileDescriptorSet, services: Iterable[str]
 ) -> list[tuple[str, str]]:
@@ -104,11 +114,6 @@ def http_rules(
             for method in service.method:
                 if not method.options.HasExtension(annotations_pb2.http):
                     continue
-                top = method.options.Extensions[annotations_pb2.http]
-                for rule in (top, *top.additional_bindings):
-                    pattern = rule.WhichOneof("pattern")
-                    if pattern in _HTTP_VERBS:
-                        rules.append((pattern.upper(), getattr(rule, pattern)))
-                    elif pattern == "custom":
-                        rules.append((rule.custom.kind.upper(), rule.custom.path))
+                rule = method.options.Extensions[annotations_pb2.http]
+                rules.extend((verb, path) for verb, path, _ in bindings(rule))
     return rules
