@@ -57,7 +57,7 @@ class LoadedModel:
         """
         chars = _schema_chars(schema)
         if plan is None:
-            options = (threshold, format_results, include_confidence, include_spans)
+            options = (threshold, format_results, include_confidence, include_spans, None)
             return self.scheduler().submit(texts, schema, options, schema_chars=chars, timeout=timeout,
                                            cancellation=cancellation)
         if not format_results:
@@ -73,7 +73,9 @@ class LoadedModel:
 
     def plan(self, texts, window: long_text.Window):
         """None when every text fits the window; else each text's chunks (a short text is one chunk)."""
-        if all(long_text.word_count(self.model, text) <= window.words for text in texts):
+        # A word is at least one character: most texts need no word split to be known to fit.
+        if all(len(text) <= window.words or long_text.word_count(self.model, text) <= window.words
+               for text in texts):
             return None
         return long_text.ChunkPlan([long_text.split(self.model, text, window) for text in texts], window.words)
 
@@ -82,11 +84,12 @@ class LoadedModel:
         return len(self.model.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _run_batch(self, texts, schemas, options, chunk: int) -> list[dict]:
-        threshold, format_results, include_confidence, include_spans, *max_len = options
+        # max_len: the word cap of chunked texts (see long_text.ChunkPlan), None otherwise
+        threshold, format_results, include_confidence, include_spans, max_len = options
         return self.model.batch_extract(
             list(texts), list(schemas), batch_size=chunk, threshold=threshold,
             format_results=format_results, include_confidence=include_confidence,
-            include_spans=include_spans, max_len=max_len[0] if max_len else None,
+            include_spans=include_spans, max_len=max_len,
         )
 
 
