@@ -19,6 +19,25 @@ logger = logging.getLogger("gliner2-serve")
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20
 
 
+def request_byte_limit(args, config) -> int:
+    """The largest REST body and gRPC message: the flag, else the configuration's ``limits:``, else 1 MiB."""
+    return args.max_request_bytes or config.limits.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+
+
+class RestartBudget:
+    """How often a supervised process may be restarted: at most ``limit`` times in any ``window_s``."""
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0):
+        self.limit, self.window_s = limit, window_s
+        self._restarts: list[float] = []
+
+    def spend(self) -> bool:
+        """Count one restart now; False when that is more than the budget allows."""
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < self.window_s] + [now]
+        return len(self._restarts) <= self.limit
+
+
 def parse_upstream(value: str) -> tuple[str, int]:
     """``HOST:PORT`` (a name, IPv4, or ``[IPv6]``) as Envoy takes it."""
     host, sep, port = value.rpartition(":")
@@ -49,7 +68,7 @@ class SupervisedEnvoy:
         self.args, self.upstreams, self.max_request_bytes = args, upstreams, max_request_bytes
         self.run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="gliner2-serve-"))
         self.process = None
-        self._restarts: list[float] = []
+        self._restarts = RestartBudget()
 
     def start(self, wait: bool = True):
         from .envoy import EnvoyProcess, descriptor_set_bytes
@@ -65,9 +84,7 @@ class SupervisedEnvoy:
         """Restart Envoy if it exited; False once it keeps exiting."""
         if self.process.is_running():
             return True
-        now = time.monotonic()
-        self._restarts = [t for t in self._restarts if now - t < 60] + [now]
-        if len(self._restarts) > 5:
+        if not self._restarts.spend():
             logger.error("Envoy keeps exiting; giving up\n%s", self.process.log_tail())
             return False
         logger.warning("Envoy exited; restarting it\n%s", self.process.log_tail())

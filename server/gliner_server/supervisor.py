@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from .front import DEFAULT_MAX_REQUEST_BYTES, SupervisedEnvoy
+from .front import RestartBudget, SupervisedEnvoy, request_byte_limit
 
 logger = logging.getLogger("gliner2-serve")
 
@@ -35,7 +35,7 @@ REPLICA_ENV = "GLINER2_REPLICA"  # set in a child: its index (it then announces 
 def _max_request_bytes(args) -> int:
     from .config import load_config
 
-    return args.max_request_bytes or load_config(args.config).limits.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+    return request_byte_limit(args, load_config(args.config))
 
 
 class Replica:
@@ -46,7 +46,8 @@ class Replica:
         self.command = [sys.executable, "-m", "gliner_server.cli", *argv,
                         "--no-envoy", "--grpc-host", "127.0.0.1", "--grpc-port", str(port)]
         self.process: subprocess.Popen | None = None
-        self.restarts: list[float] = []
+        self.restarts = RestartBudget()
+        self.given_up = False
 
     def start(self) -> None:
         from .envoy.process import die_with_parent
@@ -62,10 +63,13 @@ class Replica:
         code = self.exited()
         if code is None:
             return
-        now = time.monotonic()
-        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
-        if len(self.restarts) > 5:
-            return  # keeps failing: leave it down (Envoy routes around it); logged once below
+        if self.given_up:
+            return
+        if not self.restarts.spend():  # keeps failing: leave it down (Envoy routes around it)
+            self.given_up = True
+            logger.error("replica %d (port %d) keeps exiting (last with %s); leaving it down",
+                         self.index, self.port, code)
+            return
         logger.warning("replica %d (port %d) exited with %s; starting it again", self.index, self.port, code)
         self.start()
 

@@ -76,5 +76,5 @@ class GrpcServer:
 
     def stop(self, grace: float) -> None:
         """NOT_SERVING first (so Envoy stops routing here), then drain in-flight calls."""
-        self.health.enter_graceful_shutdown()
+        self.mark_not_serving()
         self.server.stop(grace).wait()
