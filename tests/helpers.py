@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 SCORE_TOLERANCE = 1e-4  # OpenVINO f32 vs PyTorch drift is ~1e-6
 
@@ -33,3 +34,13 @@ def _match(a, e, path):
             _match(x, y, f"{path}[{i}]")
     else:
         assert a == e, f"{path}: {a!r} != {e!r}"
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from conftest import API_KEY, OTHER_KEY, SEED_TEXT, start_stack, stop_stack
+from helpers import wait_for
 
 from gliner_server.envoy import free_port
 
@@ -46,15 +47,6 @@ def counter(stack, name: str) -> float:
     text = requests.get(stack.metrics_url, timeout=10).text
     values = [float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M)]
     return sum(values)
-
-
-def wait_for(predicate, timeout=30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class Heavy:

@@ -42,6 +42,7 @@ from gliner_server.envoy import (
 )
 from gliner_server.envoy.routes import template_regex
 from gliner_server.errors import ErrorKind, http_mapping_by_grpc_code
+from helpers import wait_for
 
 SERVICE = "gliner.v1.GlinerService"
 NASTY = 'boom "quoted" \\ back\nnewline é 100% ✓ \t\x01'
@@ -361,7 +362,7 @@ def test_access_log_has_no_bodies(base, envoy):
     gliner2(base, {"text": SECRET})
     log = Path(envoy.settings.access_log_path)
     # Flushed every 100 ms (file_flush_interval_ms).
-    assert _wait_for(lambda: log.exists() and "POST /gliner-2" in log.read_text())
+    assert wait_for(lambda: log.exists() and "POST /gliner-2" in log.read_text())
     assert SECRET not in log.read_text()
 
 
@@ -443,15 +444,6 @@ def test_upstream_down_is_a_fast_503(tmp_path):
         proc.stop()
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_health_checks_take_a_not_serving_replica_out(tmp_path):
     server = FakeServer()
     proc = start_envoy(tmp_path, [server.port], unhealthy_threshold=1)
@@ -459,12 +451,12 @@ def test_health_checks_take_a_not_serving_replica_out(tmp_path):
         base = f"http://127.0.0.1:{proc.port}"
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        assert _wait_for(lambda: requests.get(f"{base}/healthz", timeout=5).status_code == 503)
+        assert wait_for(lambda: requests.get(f"{base}/healthz", timeout=5).status_code == 503)
         assert_error(gliner2(base, {"text": "x"}), 503, "UNAVAILABLE")
         server.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        assert _wait_for(lambda: requests.get(f"{base}/healthz", timeout=5).status_code == 200)
+        assert wait_for(lambda: requests.get(f"{base}/healthz", timeout=5).status_code == 200)
         # Workers see the new host state a moment after /healthz does.
-        assert _wait_for(lambda: gliner2(base, {"text": "x"}).status_code == 200)
+        assert wait_for(lambda: gliner2(base, {"text": "x"}).status_code == 200)
     finally:
         proc.stop()
         server.stop()
@@ -562,7 +554,7 @@ def test_envoy_dies_with_its_parent(tmp_path, upstream):
         assert _process_state(envoy_pid) not in (None, "Z")
         parent.kill()
         parent.wait()
-        assert _wait_for(lambda: _process_state(envoy_pid) in (None, "Z"), timeout=5)
+        assert wait_for(lambda: _process_state(envoy_pid) in (None, "Z"), timeout=5)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -583,7 +575,7 @@ def test_a_replica_that_turns_serving_is_seen_healthy_at_once(tmp_path):
         assert proc.wait_for_healthy_upstream(timeout_s=5.0)
         assert time.monotonic() - began < 2.0  # the unhealthy interval, not the 5 s healthy one
         assert proc.healthy_upstreams() == 1
-        assert _wait_for(lambda: gliner2(base, {"text": "x"}).status_code == 200)
+        assert wait_for(lambda: gliner2(base, {"text": "x"}).status_code == 200)
     finally:
         proc.stop()
         server.stop()
