@@ -71,7 +71,10 @@ def test_different_output_options_never_share_a_pass():
     assert _submit_all(scheduler, recorder, calls) == [["a|s"], ["b|s"], ["c|s"]]
     shared = [set(texts) for texts, _, _ in recorder.passes[1:]]
     assert {"a", "c"} in shared and {"b"} in shared
-    assert all(len({opt for _, opt, _ in [p]}) == 1 for p in recorder.passes)
+    # every pass ran with the options of each text it carried
+    option_of = {text: options for texts, _, options in calls for text in texts}
+    for texts, options, _ in recorder.passes[1:]:
+        assert {option_of[t] for t in texts} == {options}, (texts, options)
 
 
 def test_budgets_cap_texts_and_padded_tokens_per_pass():

@@ -41,7 +41,8 @@ from gliner_server.envoy import (
     free_port, http_rules, render_config,
 )
 from gliner_server.envoy.routes import template_regex
-from gliner_server.errors import ErrorKind, http_mapping_by_grpc_code
+from gliner_server.errors import ErrorKind
+from gliner_server.grpc_api.status import http_mapping_by_grpc_code
 from helpers import wait_for
 
 SERVICE = "gliner.v1.GlinerService"
@@ -142,7 +143,7 @@ def upstream():
 @pytest.fixture(scope="module")
 def envoy(upstream, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("envoy")
-    proc = start_envoy(run_dir, [upstream.port], access_log_path=str(run_dir / "access.log"))
+    proc = start_envoy(run_dir, [upstream.port], access_log=str(run_dir / "access.log"))
     yield proc
     proc.stop()
 
@@ -360,7 +361,7 @@ def test_healthz_is_answered_by_envoy(base):
 
 def test_access_log_has_no_bodies(base, envoy):
     gliner2(base, {"text": SECRET})
-    log = Path(envoy.settings.access_log_path)
+    log = Path(envoy.settings.access_log)
     # Flushed every 100 ms (file_flush_interval_ms).
     assert wait_for(lambda: log.exists() and "POST /gliner-2" in log.read_text())
     assert SECRET not in log.read_text()

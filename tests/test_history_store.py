@@ -103,12 +103,25 @@ def test_round_trip_keeps_json_exactly(store):
 def test_sqlite_is_configured_for_durability(tmp_path):
     from gliner_server.history import database
 
-    engine = database.create_engine(f"sqlite:///{tmp_path}/new/history.db")
+    engine = database.create_engine(f"sqlite:///{tmp_path}/new/history.db", timeout_s=2.5)
     try:
         with engine.connect() as connection:
             pragmas = [connection.exec_driver_sql(f"PRAGMA {name}").scalar()
                        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")]
-        assert pragmas == ["wal", 2, 1, 30000]  # synchronous 2 = FULL
+        assert pragmas == ["wal", 2, 1, 2500]  # synchronous 2 = FULL; busy waits bounded by the history timeout
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_connections_bound_every_wait(pg_cluster):
+    from gliner_server.history import database
+
+    engine = database.create_engine(pg_cluster.url, timeout_s=2.5)
+    try:
+        with engine.connect() as connection:
+            settings = [connection.exec_driver_sql(f"SHOW {name}").scalar()
+                        for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")]
+        assert settings == ["2500ms", "2500ms", "1min"]
     finally:
         engine.dispose()
 
@@ -448,7 +461,7 @@ def test_migrations_are_idempotent_and_safe_to_race(db_url):
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         engine.dispose()

@@ -25,7 +25,7 @@ RUN_SEED = {"model_id": "fastino-pii-demo", "input": [{"text": "9 AM for a Sedan
                                                                       "threshold": 0.3}}]}
 INFERENCE_SEED = {"model_id": "job_abc123", "text": "Apple announced the MacBook Pro at WWDC in Cupertino.",
                   "schema": {"entities": ["organization", "product", "event", "location"]}, "threshold": 0.5}
-RUN_ITEM_KEYS = {"input", "latency_ms", "message", "output", "status", "inference_id"}
+RUN_ITEM_KEYS = {"input", "latency_ms", "message", "output", "status", "inference_id", "queue_ms"}
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_inference_seed_body(api, models, cache_dir):
     response = call(api, "/inference", INFERENCE_SEED)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"id", "model_id", "result", "latency_ms", "created_at"}
+    assert set(body) == {"id", "model_id", "result", "latency_ms", "created_at", "queue_ms"}
     assert body["model_id"] == "job_abc123" and body["id"].startswith("inf_") and body["created_at"].endswith("Z")
     fine_tuned = loaded(models["fine_tuned"], "torch", cache_dir).model
     schema = fine_tuned.create_schema().entities(INFERENCE_SEED["schema"]["entities"])

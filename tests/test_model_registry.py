@@ -124,7 +124,7 @@ def test_missing_checkpoint_and_adapter_are_unavailable(span_checkpoint, tmp_pat
     for model_id in ("gone", "bad_adapter"):
         with pytest.raises(ServiceError) as caught:
             registry.get(model_id)
-        assert caught.value.kind is ErrorKind.UNAVAILABLE and model_id in caught.value.message
+        assert caught.value.kind is ErrorKind.MODEL_UNAVAILABLE and model_id in caught.value.message
     assert registry.loaded_ids() == []
 
 
@@ -136,18 +136,28 @@ class FakeLoader:
     def __init__(self, sizes=None, delay=0.0):
         self.sizes, self.delay = sizes or {}, delay
         self.calls: list[str] = []
+        self.threads: list[str] = []
         self.failures: list[Exception] = []
         self._lock = threading.Lock()
 
     def __call__(self, source, *, precision, cache_dir, adapter=None):
         with self._lock:
             self.calls.append(source)
+            self.threads.append(threading.current_thread().name)
             failure = self.failures.pop(0) if self.failures else None
         time.sleep(self.delay)
         if failure:
             raise failure
-        return LoadedModel(model_id=source, model=None, precision=precision, architecture="span",
-                           load_seconds=self.delay, memory_bytes=self.sizes.get(source, 1))
+        return FakeModel(model_id=source, model=None, precision=precision, architecture="span",
+                         load_seconds=self.delay, memory_bytes=self.sizes.get(source, 1))
+
+
+class FakeModel(LoadedModel):
+    closed = False
+
+    def close(self):
+        self.closed = True
+        super().close()
 
 
 def fake_registry(loader, ids=("a", "b", "c"), **limits):
@@ -242,21 +252,104 @@ def test_loaded_models_keep_serving_while_another_loads():
     assert registry.loaded_ids() == ["a", "b"]
 
 
-def test_load_failures_surface_and_are_retried():
+def test_a_failed_load_is_remembered_for_its_backoff_then_tried_again():
     loader = FakeLoader()
     loader.failures = [CheckpointUnavailable("hub unreachable"), RuntimeError("out of memory")]
-    registry = fake_registry(loader)
+    registry = fake_registry(loader, load_backoff_s=0.5)
     with pytest.raises(ServiceError) as first:
         registry.get("b")
-    assert first.value.kind is ErrorKind.UNAVAILABLE and "Model b is unavailable" in first.value.message
+    assert first.value.kind is ErrorKind.MODEL_UNAVAILABLE and "Model b is unavailable" in first.value.message
     assert "hub unreachable" in str(first.value.__cause__)  # for the log and the startup path, not clients
-    with pytest.raises(ServiceError) as second:
+    started = time.monotonic()
+    for _ in range(20):  # within the backoff: answered from memory, at once, no new attempt
+        with pytest.raises(ServiceError) as again:
+            registry.get("b")
+        assert again.value.kind is ErrorKind.MODEL_UNAVAILABLE and 1 <= again.value.retry_after_s <= 1
+        assert "next attempt in" in again.value.message
+    assert time.monotonic() - started < 0.4 and loader.calls == ["src-b"]
+    time.sleep(0.55)
+    with pytest.raises(ServiceError) as second:   # the backoff is over: one new attempt (which fails again)
         registry.get("b")
-    assert second.value.kind is ErrorKind.SERVER_ERROR and "could not be loaded" in second.value.message
+    assert second.value.kind is ErrorKind.MODEL_UNAVAILABLE and "could not be loaded (RuntimeError)" in \
+        second.value.message
+    time.sleep(0.55)
     assert registry.get("b").model_id == "b"
     assert loader.calls == ["src-b"] * 3 and registry.loaded_ids() == ["b"]
 
 
+def test_loads_run_off_the_request_threads_and_waiters_keep_their_deadlines():
+    loader = FakeLoader(delay=1.0)
+    registry = fake_registry(loader, max_load_waiters=2)
+    started = time.monotonic()
+    with pytest.raises(ServiceError) as late:
+        registry.get("b", deadline=time.monotonic() + 0.2)
+    assert late.value.kind is ErrorKind.DEADLINE_EXCEEDED and time.monotonic() - started < 0.5
+    assert threading.current_thread().name not in loader.threads  # the load runs on the loader thread
+    # Two requests may wait for the load; a third is refused at once (it would only hold a thread).
+    waiting = [threading.Thread(target=registry.get, args=("b",)) for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(ServiceError) as refused:
+        registry.get("b")
+    assert refused.value.kind is ErrorKind.UNAVAILABLE and "already wait" in refused.value.message
+    assert time.monotonic() - started < 0.1
+    for thread in waiting:
+        thread.join(5)
+    assert registry.get("b").model_id == "b" and loader.calls == ["src-b"]  # one load for all of them
+    assert all(name.startswith("model-loader") for name in loader.threads)
+
+
+def test_a_waiter_gives_up_after_the_load_wait_with_unavailable():
+    loader = FakeLoader(delay=1.0)
+    registry = fake_registry(loader, load_wait_s=0.2)
+    with pytest.raises(ServiceError) as slow:
+        registry.get("c")
+    assert slow.value.kind is ErrorKind.UNAVAILABLE and "still loading" in slow.value.message
+    assert slow.value.retry_after_s
+
+
+def test_an_unloaded_model_in_use_is_the_one_copy_and_is_closed_when_released():
+    loader = FakeLoader()
+    registry = fake_registry(loader, max_loaded=1)
+    with registry.lease("a") as a:
+        registry.get("b")                       # a is unloaded (count limit) while still in use
+        assert registry.loaded_ids() == ["b"] and not a.closed
+        with registry.lease("a") as again:      # taken back, not loaded again
+            assert again is a
+        assert loader.calls == ["src-a", "src-b"] and registry.loaded_ids() == ["a"]
+        registry.get("c")                       # a unloaded again, still in use
+        assert not a.closed
+    assert a.closed                             # freed by its last release
+    assert registry.loaded_models() == [registry.get("c")]
+
+
+def test_room_is_made_before_a_load_so_memory_stays_within_the_bound():
+    sizes = {"src-a": 100, "src-b": 100, "src-c": 100}
+    peak = []
+
+    class Measuring(FakeLoader):
+        def __call__(self, source, **kwargs):
+            peak.append(registry.resident_bytes())   # what is in memory while this one loads
+            return super().__call__(source, **kwargs)
+
+    loader = Measuring(sizes)
+    registry = fake_registry(loader, max_loaded=None, max_loaded_bytes=200)
+    for model_id in ("a", "b", "c", "a", "b", "c"):
+        registry.get(model_id)
+        assert registry.resident_bytes() <= 200
+    # Once sizes are known (second round), the least recently used goes before the load, not after it.
+    assert peak[3:] == [100, 100, 100]
+
+
+def test_a_model_never_loaded_is_sized_by_its_checkpoint_files(tmp_path):
+    from gliner_server.runtime.registry import _checkpoint_bytes
+
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
+    (tmp_path / "config.json").write_text("{}")
+    assert _checkpoint_bytes(ModelSpec("m", str(tmp_path))) == 1000
+    assert _checkpoint_bytes(ModelSpec("hub", "fastino/gliner2-base-v1")) == 0   # not on disk yet: unknown
 def test_load_model_keeps_its_old_signature(span_checkpoint, cache_dir):
     model = load_model(str(span_checkpoint), precision="torch", cache_dir=cache_dir)
     params = sum(p.numel() * p.element_size() for p in model.model.parameters())

@@ -156,7 +156,8 @@ def test_typed_rest_route(stack):
     response = post(stack, {"text": SEED_TEXT, "schema": {"entities": [{"name": "person"}]}}, path="/v1/extract")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"result", "model_id", "latency_ms", "inference_id", "chunks"} and body["chunks"] == 1
+    assert set(body) == {"result", "model_id", "latency_ms", "queue_ms", "inference_id", "chunks"}
+    assert body["chunks"] == 1 and body["latency_ms"] > 0 and body["queue_ms"] >= 0
     assert body["inference_id"].startswith("inf_")
     for mention in body["result"]["entities"]:
         assert SEED_TEXT[mention["start"]:mention["end"]] == mention["text"] and mention["label"] == "person"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
-from .front import DEFAULT_MAX_REQUEST_BYTES, SupervisedEnvoy, parse_upstream
+from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
 from .supervisor import REPLICA_ENV
 from .runtime.openvino_encoder import PRECISIONS
 
@@ -98,8 +98,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     scale.add_argument("--grace", type=float, default=30.0,
                        help="then, how long calls in flight may take to finish (default 30)")
     p.add_argument("--metrics-port", type=int, default=0,
-                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
+                   help="serve Prometheus metrics on --metrics-host:PORT/metrics (default: off); with --replicas, "
+                        "one endpoint for all of them (each series labelled with its replica)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--access-log", default="stdout", metavar="stdout|off|FILE",
+                   help="Envoy's access log: one line per request (request id, route, status, timings) on "
+                        "standard output (default), in FILE, or off")
     p.add_argument("--log-level", default="INFO")
+
+    faults = p.add_argument_group("when dependencies misbehave")
+    faults.add_argument("--history-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="longest wait for the history database on any call (default 5); an inference not "
+                             "recorded within it is refused with 503 UNAVAILABLE, never acknowledged")
+    faults.add_argument("--stall-seconds", type=float, default=10.0, metavar="SECONDS",
+                        help="health turns NOT_SERVING when history commits have been stuck or failing this long "
+                             "(default 10), and SERVING again once they work")
+    faults.add_argument("--pass-stall-seconds", type=float, default=120.0, metavar="SECONDS",
+                        help="... or when one slice of a model pass has run this long (default 120)")
     args = p.parse_args(argv)
     if args.replicas < 1:
         p.error("--replicas must be at least 1")
@@ -107,6 +123,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--upstream runs Envoy alone in front of replicas elsewhere; --replicas starts them here")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
+    for name in ("history_timeout", "stall_seconds", "pass_stall_seconds"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
     try:
         args.upstream = [parse_upstream(u) for u in args.upstream]
     except ValueError as error:
@@ -114,12 +133,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _warm_up(engine) -> None:
-    from .core.engine import ExtractionRequest
+def _warm_up(registry, stop: "_Stop") -> None:
+    """A few inferences at typical lengths before SERVING, outside the user's limits and the history."""
+    from .core.engine import ExtractionRequest, InferenceEngine
     from .core.schema import EntitySpec, build_schema
 
+    engine = InferenceEngine(registry)   # default limits: the user's (--max-text-chars 500...) are for callers
     schema = build_schema(entities=(EntitySpec(name="company"), EntitySpec(name="person")))
     for text in WARM_UP_TEXTS:
+        if stop.event.is_set():
+            return
         engine.run(ExtractionRequest(texts=(text,), schema=schema))
 
 
@@ -183,6 +206,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     """The gRPC server in this process, with Envoy in front unless ``--no-envoy``; never returns.
 
     ``announce``: print the SERVING line (replicas started by ``--replicas`` say "ready" instead).
+    SIGTERM or Ctrl-C during start-up (a long model load, the warm-up) stops it at once.
     """
     try:
         config = load_config(args.config).with_default_model(args.model or None)
@@ -192,12 +216,14 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                                       window_overlap_words=args.window_overlap_words)
     except (OSError, ValueError) as error:
         sys.exit(f"gliner2-serve: {error}")
-    max_request_bytes = args.max_request_bytes or config.limits.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+    max_request_bytes = request_byte_limit(args, config)
     max_queued_texts = args.max_queued_texts or config.limits.max_queued_texts or 1024
 
+    from . import metrics
     from .core.engine import InferenceEngine
     from .core.recording import RecordingEngine
     from .errors import ServiceError
+    from .grpc_api.admission import Admission
     from .grpc_api.server import GrpcServer
     from .history.cli import resolve_database_url
     from .history.store import HistoryStore
@@ -205,15 +231,23 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .runtime.registry import ModelRegistry, ModelSpec
 
     started = time.perf_counter()
+    model_slots = Admission.for_workers(args.workers).limit
     registry = ModelRegistry(
         [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,
                    kind=m.resolved_kind) for m in config.models],
         config.default_model, precision=args.precision, cache_dir=args.cache_dir,
         max_loaded=config.max_loaded_models, max_loaded_bytes=config.max_loaded_bytes,
         batching=BatchPolicy(max_texts=args.batch_size, max_tokens=args.batch_tokens,
-                             wait_ms=args.batch_wait_ms, max_queued_texts=max_queued_texts))
+                             wait_ms=args.batch_wait_ms, max_queued_texts=max_queued_texts),
+        load_backoff_s=config.model_load_backoff_s, load_wait_s=config.model_load_wait_s,
+        max_load_waiters=max(1, model_slots // 4),
+        events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS)
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
-    history = HistoryStore.open(database_url)  # creates a SQLite file's directory
+    try:
+        history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
+    except Exception as error:  # noqa: BLE001 - any database failure at start-up: say so and stop
+        sys.exit(f"gliner2-serve: cannot open the inference history at {_redacted(database_url)}: "
+                 f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
     engine = RecordingEngine(InferenceEngine(registry, limits=limits), history)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
@@ -221,27 +255,36 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
                         max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes)
     server.start()  # NOT_SERVING until the model is loaded and warm
-    if args.metrics_port:
-        from .metrics import serve_metrics
-
-        serve_metrics(args.metrics_port, registry)
     # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)
     # meanwhile, and its health check sees the server turn SERVING within a fraction of a second.
     envoy = None
     if not args.no_envoy:
         envoy = SupervisedEnvoy(args, [(args.grpc_host, server.port)], max_request_bytes)
         envoy.start(wait=False)
+    if args.metrics_port:
+        metrics.serve_metrics(args.metrics_port, registry, host=args.metrics_host,
+                              envoy_admin=(lambda path: envoy.process.admin(path)) if envoy else None)
+    watch = None
     try:
-        model = registry.preload()
-        if envoy is not None:
+        model = registry.preload(stop=stop.event)
+        if model is not None and envoy is not None:
             envoy.process.wait_live()
+        if model is not None:
+            _warm_up(registry, stop)
+        if stop.event.is_set():
+            logger.info("stopped during start-up (%s)", signal.Signals(stop.signal).name)
+            _release(envoy, server, history)
+            logging.shutdown()
+            os._exit(0)  # a load may still run on the loader thread: do not wait for it
+        watch = _progress_watch(registry, history, server, args).start()
+        server.mark_serving()
     except BaseException as error:
         _release(envoy, server, history)
         if isinstance(error, ServiceError):  # the cause carries the operator's guidance (how to serve a local dir)
-            sys.exit(f"gliner2-serve: {error.__cause__ or error.message}")
+            logging.shutdown()
+            print(f"gliner2-serve: {error.__cause__ or error.message}", file=sys.stderr, flush=True)
+            os._exit(1)
         raise
-    _warm_up(engine.engine)
-    server.mark_serving()
     if envoy is not None and not envoy.process.wait_for_healthy_upstream(timeout_s=30):
         logger.warning("Envoy does not see the gRPC server as healthy yet\n%s", envoy.process.log_tail())
     ready = time.perf_counter() - started
@@ -257,6 +300,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
 
     healthy = True
     while not stop.event.wait(1.0):
+        metrics.SERVING.set(1 if server.serving else 0)
         if envoy is not None and not envoy.keep_running():
             healthy = False
             break
@@ -271,6 +315,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     if healthy:
         time.sleep(args.drain_seconds)
     server.stop(args.grace)
+    watch.stop()
     if envoy is not None:
         envoy.stop()
     history.close()
@@ -282,6 +327,27 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     # pools can crash or hang in their destructors at exit, turning a clean stop into
     # a failure exit code for the supervisor (systemd, Kubernetes).
     os._exit(0 if healthy else 1)
+
+
+def _progress_watch(registry, history, server, args):
+    """Health follows the history's commits and the models' passes (see core.progress)."""
+    from .core.progress import ProgressWatch
+
+    def history_stalled():
+        found = history.stalled_for()
+        return found if found is not None and found[0] >= args.stall_seconds else None
+
+    def pass_stalled(model):
+        def check():
+            scheduler = model._scheduler
+            seconds = scheduler.stalled_for() if scheduler is not None else None
+            if seconds is not None and seconds >= args.pass_stall_seconds:
+                return seconds, f"a pass of model {model.model_id} has been running for {seconds:.0f}s"
+            return None
+        return check
+
+    return ProgressWatch(lambda: [history_stalled, *(pass_stalled(m) for m in registry.loaded_models())],
+                         on_change=server.set_stalled, probe=history.probe)
 
 
 def _release(envoy, server, history) -> None:

@@ -11,6 +11,8 @@
         adapter: /adapters/job_lora42
     max_loaded_models: 2                      # least recently used is unloaded beyond this
     max_loaded_bytes: 4000000000              # ... or beyond this much memory
+    model_load_backoff_s: 30                  # a model that failed to load is not tried again before this
+    model_load_wait_s: 60                     # longest a request waits for its model to load (then 503)
     endpoints:
       - id: fastino-pii-demo
         model: fastino/gliner2-base-v1
@@ -129,6 +131,8 @@ class ServiceConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     database_url: Optional[str] = None
     max_batch_inputs: int = Field(default=64, ge=1)      # inputs per /run request
+    model_load_backoff_s: float = Field(default=30.0, gt=0)   # a failed load is answered from memory this long
+    model_load_wait_s: float = Field(default=60.0, gt=0)      # longest a request waits for its model to load
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")

@@ -58,6 +58,7 @@ def envoy_settings(args, upstreams: list[tuple[str, int]], max_request_bytes: in
         rate_limit_rps=args.rate_limit or None, rate_limit_burst=args.rate_limit_burst,
         tls_cert_path=str(args.tls_cert) if args.tls_cert else None,
         tls_key_path=str(args.tls_key) if args.tls_key else None,
+        access_log=None if args.access_log == "off" else args.access_log,
     )
 
 

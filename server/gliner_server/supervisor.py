@@ -41,10 +41,16 @@ def _max_request_bytes(args) -> int:
 class Replica:
     """One child ``gliner2-serve --no-envoy`` on a fixed loopback port, restarted when it exits."""
 
-    def __init__(self, index: int, argv: list[str], port: int):
-        self.index, self.port = index, port
+    def __init__(self, index: int, argv: list[str], port: int, metrics_port: int | None = None):
+        self.index, self.port, self.metrics_port = index, port, metrics_port
         self.command = [sys.executable, "-m", "gliner_server.cli", *argv,
                         "--no-envoy", "--grpc-host", "127.0.0.1", "--grpc-port", str(port)]
+        if metrics_port:  # its own loopback endpoint; the supervisor serves them all on --metrics-port
+            self.command += ["--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"]
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.process: subprocess.Popen | None = None
         self.restarts = RestartBudget()
         self.given_up = False
@@ -91,13 +97,20 @@ class Replica:
 def run_replicas(args, argv: list[str], stop) -> int:
     from .envoy import free_port
 
-    replicas = [Replica(i, argv, free_port(args.grpc_host)) for i in range(args.replicas)]
+    replicas = [Replica(i, argv, free_port(args.grpc_host), free_port() if args.metrics_port else None)
+                for i in range(args.replicas)]
     # The first replica fills the IR and compiled-model caches; the others start once it serves and
     # read them (OpenVINO's compiled-model cache is not safe for processes writing it at once).
     replicas[0].start()
     envoy = SupervisedEnvoy(args, [("127.0.0.1", r.port) for r in replicas], _max_request_bytes(args))
     try:
         envoy.start()
+        if args.metrics_port:
+            from .metrics import serve_replica_metrics
+
+            serve_replica_metrics(args.metrics_port, args.metrics_host,
+                                  lambda: [(r.index, r.metrics_url) for r in replicas],
+                                  envoy_admin=lambda path: envoy.process.admin(path))
         while not stop.event.wait(0.2):
             failed = [r for r in replicas if r.process is not None and r.exited() is not None]
             if failed:
@@ -143,6 +156,11 @@ def run_front(args, stop) -> int:
     """Envoy alone in front of ``--upstream`` replicas."""
     envoy = SupervisedEnvoy(args, args.upstream, _max_request_bytes(args))
     envoy.start()
+    if args.metrics_port:  # the front has no replicas of its own to read: Envoy's refusals only
+        from .metrics import serve_replica_metrics
+
+        serve_replica_metrics(args.metrics_port, args.metrics_host, lambda: [],
+                              envoy_admin=lambda path: envoy.process.admin(path))
     waited = time.monotonic()
     while not stop.event.wait(0.2):
         if (envoy.process.healthy_upstreams() or 0) > 0:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Optional, Protocol
+from typing import Any, Iterator, Optional, Protocol, Sequence, Union
 
 from ..errors import ErrorKind, ServiceError
 from .limits import Limits, Window, check_schema, schema_size
@@ -45,6 +46,7 @@ class CallContext:
 
     deadline: Optional[float] = None        # time.monotonic() after which no one waits for the answer
     cancellation: Any = None                # has add_callback(fn): fn runs when the caller goes away (gRPC context)
+    request_id: Optional[str] = None        # the call's id (x-request-id): logs, history, idempotent retries
 
     def timeout(self) -> Optional[float]:
         if self.deadline is None:
@@ -60,8 +62,10 @@ class ExtractionOutcome:
     texts: tuple[str, ...]
     results: list[Any]      # one JSON-ready library result per text
     model_id: str
-    latency_ms: float       # model time only
+    latency_ms: float       # model time: how long the model passes carrying this request ran
     chunks: tuple[int, ...] = ()   # per text: 1, or how many windows a long text was processed in
+    queue_ms: float = 0.0   # how long the request waited for its model pass
+    tokens: int = 0         # subword tokens the encoder ran for it (texts and schema prompts; 0 if unknown)
 
     @property
     def chunked(self) -> bool:
@@ -72,12 +76,37 @@ class ExtractionOutcome:
         return [typed_result(r, schema, t) for r, t in zip(self.results, self.texts)]
 
 
+@dataclass(frozen=True)
+class ModelCall:
+    """One request's work for a model: texts with the library's schema and output options."""
+
+    texts: tuple[str, ...]
+    schema: Any                     # the library's Schema
+    threshold: float
+    output: OutputOptions
+    plan: Any = None                # chunks per text, for texts over the window (ServableModel.plan)
+
+
+@dataclass(frozen=True)
+class Timing:
+    queue_ms: float = 0.0
+    model_ms: float = 0.0
+    tokens: int = 0
+
+
+class PendingResult(Protocol):
+    def result(self, timeout: Optional[float]) -> tuple[list, Timing]: ...
+
+    def abandon(self) -> None: ...
+
+
 class ServableModel(Protocol):
     model_id: str
     model: Any
 
-    def extract(self, texts, schema, *, threshold, format_results, include_confidence, include_spans,
-                timeout=None, cancellation=None, plan=None) -> list: ...
+    def start(self, calls: Sequence[ModelCall], cancellation=None) -> list[PendingResult]:
+        """Queue the calls together (all of them, or RATE_LIMITED); each result is waited for apart."""
+        ...
 
     def plan(self, texts, window: Window): ...
 
@@ -89,7 +118,13 @@ class ModelSource(Protocol):
 
     default_model_id: str
 
-    def get(self, model_id: str = "") -> ServableModel: ...
+    def lease(self, model_id: str = "", deadline: Optional[float] = None):
+        """A context manager holding the model (loaded, kept in memory) while the block runs."""
+        ...
+
+    def check(self, model_id: str = "") -> None:
+        """NOT_FOUND unless ``model_id`` ("" is the default) names a model; loads nothing."""
+        ...
 
 
 class StaticModels:
@@ -106,6 +141,13 @@ class StaticModels:
         if model is None:
             raise ServiceError(ErrorKind.NOT_FOUND, f"Unknown model_id: {model_id}")
         return model
+
+    @contextmanager
+    def lease(self, model_id: str = "", deadline: Optional[float] = None) -> Iterator[ServableModel]:
+        yield self.get(model_id)
+
+    def check(self, model_id: str = "") -> None:
+        self.get(model_id)
 
     def specs(self) -> list[SimpleNamespace]:
         return [SimpleNamespace(id=i, kind="base", description="") for i in self.models]
@@ -126,9 +168,6 @@ class InferenceEngine:
         """An engine over one loaded model (tests, benchmarks)."""
         return cls(StaticModels({model.model_id: model}, model.model_id), **options)
 
-    def model(self, model_id: str = "") -> ServableModel:
-        return self.models.get(model_id)
-
     def validate_texts(self, texts) -> tuple[str, ...]:
         if not texts:
             raise ServiceError.invalid("Missing required field: text", field="text")
@@ -148,35 +187,84 @@ class InferenceEngine:
         return tuple(texts)
 
     def run(self, request: ExtractionRequest, call: CallContext = NO_CONTEXT) -> ExtractionOutcome:
+        [outcome] = self.run_many([request], call)
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
+
+    def run_many(self, requests: Sequence[Union[ExtractionRequest, ServiceError]], call: CallContext = NO_CONTEXT,
+                 *, model_id: Optional[str] = None) -> list[Union[ExtractionOutcome, ServiceError]]:
+        """Several requests for one model, run together (they share passes), each answered apart.
+
+        An item may already be a ServiceError (a dialect found it invalid): it
+        stays in its place. A request that is invalid (400) or too large (413)
+        gets its error in its place while the others run; anything else (an
+        unknown model, a full queue, the deadline, a failed pass) fails the
+        whole call. ``model_id`` defaults to the requests' (they share one).
+        """
+        runnable = [r for r in requests if isinstance(r, ExtractionRequest)]
+        ids = {r.model_id for r in runnable} | ({model_id} if model_id is not None else set())
+        if len(ids) > 1:
+            raise ValueError("run_many takes requests for one model")
+        target = ids.pop() if ids else ""
+        self.models.check(target)   # an unknown id is a 404 for the whole call
+        if not runnable:
+            return list(requests)
+        with self.models.lease(target, deadline=call.deadline) as model:
+            prepared: list[Union[ModelCall, ServiceError]] = []
+            for request in requests:
+                if isinstance(request, ServiceError):
+                    prepared.append(request)
+                    continue
+                try:
+                    prepared.append(self._prepare(model, request))
+                except ServiceError as error:
+                    if error.kind not in (ErrorKind.INVALID_REQUEST, ErrorKind.PAYLOAD_TOO_LARGE) \
+                            or len(requests) == 1:
+                        raise
+                    prepared.append(error)
+            calls = [p for p in prepared if isinstance(p, ModelCall)]
+            waiting = model.start(calls, cancellation=call.cancellation) if calls else []
+            outcomes: list[Union[ExtractionOutcome, ServiceError]] = []
+            try:
+                at = 0
+                for item in prepared:
+                    if isinstance(item, ServiceError):
+                        outcomes.append(item)
+                        continue
+                    results, timing = waiting[at].result(call.timeout())
+                    at += 1
+                    chunks = tuple(len(p) for p in item.plan) if item.plan is not None else (1,) * len(item.texts)
+                    outcomes.append(ExtractionOutcome(
+                        texts=item.texts, results=[to_json(r) for r in results], model_id=model.model_id,
+                        latency_ms=timing.model_ms, chunks=chunks, queue_ms=timing.queue_ms, tokens=timing.tokens))
+            except ServiceError:
+                for other in waiting:
+                    other.abandon()
+                raise
+            except Exception:
+                for other in waiting:
+                    other.abandon()
+                logger.exception("inference failed for model %s", model.model_id)
+                raise ServiceError(ErrorKind.SERVER_ERROR, "Internal inference error; retry with backoff") from None
+            return outcomes
+
+    def _prepare(self, model: ServableModel, request: ExtractionRequest) -> ModelCall:
         texts = self.validate_texts(request.texts)
         if not 0.0 <= request.threshold <= 1.0:
             raise ServiceError.invalid(f"threshold must be between 0 and 1, got {request.threshold}",
                                        field="threshold")
         check_schema(request.schema, self.limits)
-        model = self.model(request.model_id)
         try:
             library_schema = to_library_schema(request.schema, model.model)
         except (ValueError, TypeError) as error:
             raise ServiceError.invalid(f"Invalid schema: {error}", field="schema") from None
         plan = self._plan(model, texts, request.schema)
-        started = time.perf_counter()
-        try:
-            results = model.extract(
-                list(texts), library_schema, threshold=request.threshold,
-                format_results=request.output.format_results,
-                include_confidence=request.output.include_confidence,
-                include_spans=request.output.include_spans,
-                timeout=call.timeout(), cancellation=call.cancellation, plan=plan,
-            )
-        except ServiceError:
-            raise
-        except Exception:
-            logger.exception("inference failed for model %s", model.model_id)
-            raise ServiceError(ErrorKind.SERVER_ERROR, "Internal inference error; retry with backoff") from None
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        chunks = tuple(len(p) for p in plan) if plan is not None else (1,) * len(texts)
-        return ExtractionOutcome(texts=texts, results=[to_json(r) for r in results], model_id=model.model_id,
-                                 latency_ms=latency_ms, chunks=chunks)
+        if plan is not None and not request.output.format_results:
+            raise ServiceError.invalid("format_results=false is not available for texts longer than the "
+                                       "model's window (they are processed in chunks)", field="format_results")
+        return ModelCall(texts=texts, schema=library_schema, threshold=request.threshold, output=request.output,
+                         plan=plan)
 
     def _plan(self, model, texts: tuple[str, ...], schema: ExtractionSchema):
         """Chunks per text when a text is over the window (or 413, per the policy); every pass within its tokens."""

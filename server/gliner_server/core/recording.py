@@ -2,14 +2,25 @@
 
 Transport-agnostic: every route (REST dialects and gRPC) describes where a call
 came from with a :class:`Provenance`; this module writes the records and only
-then returns, so an acknowledged inference is in the history.
+then returns, so an acknowledged inference is in the history. When the history
+cannot take records (stalled or failing), calls are refused before any model
+work (503 ``UNAVAILABLE``); a record not stored in time fails its call the same
+way, never acknowledged.
+
+A call with a request id gets a ``dedupe_key`` per text (a digest of the id,
+the text's position and what was asked), so that a retry of the same call
+(by Envoy, or by a client reusing its ``x-request-id``) is stored once and
+answered with the first attempt's inference ids.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Optional, Sequence, Union
 
+from ..errors import ServiceError
 from .engine import NO_CONTEXT, CallContext, ExtractionOutcome, ExtractionRequest, InferenceEngine
 
 
@@ -54,26 +65,60 @@ class RecordingEngine:
         self.history = history
 
     def run(self, request: ExtractionRequest, provenance: Provenance, call: CallContext = NO_CONTEXT) -> Recorded:
-        outcome = self.engine.run(request, call)
+        [recorded] = self.run_many([request], [provenance], call)
+        if isinstance(recorded, ServiceError):
+            raise recorded
+        return recorded
+
+    def run_many(self, requests: Sequence[Union[ExtractionRequest, ServiceError]], provenances: Sequence[Provenance],
+                 call: CallContext = NO_CONTEXT, *, model_id: Optional[str] = None
+                 ) -> list[Union[Recorded, ServiceError]]:
+        """The requests run together (see ``InferenceEngine.run_many``) and recorded in one commit."""
+        if self.history is not None:
+            self.history.check_writable()   # no model work that could not be recorded
+        outcomes = self.engine.run_many(requests, call, model_id=model_id)
         created_at = datetime.now(timezone.utc)
         if self.history is None:
-            return Recorded(outcome, [], created_at)
+            return [o if isinstance(o, ServiceError) else Recorded(o, [], created_at) for o in outcomes]
         from ..history.records import InferenceRecord, new_inference_id
 
-        private = provenance.private
-        share = outcome.latency_ms / len(request.texts)
-        records = [
-            InferenceRecord(
-                id=new_inference_id(), created_at=created_at, route=provenance.route,
-                model_id=outcome.model_id, task=provenance.task, client_id=provenance.caller.client_id,
-                text=None if private else text,
-                schema=request.schema.model_dump(mode="json"),
-                parameters=provenance.parameters or None,
-                output=None if private else result,
-                latency_ms=share, project_id=provenance.project_id,
-                training_job_id=provenance.training_job_id, privacy=private,
-            )
-            for text, result in zip(request.texts, outcome.results)
-        ]
-        self.history.record_many(records)  # one durable transaction, shared with concurrent requests
-        return Recorded(outcome, [r.id for r in records], created_at)
+        records, spans = [], []
+        for position, (request, provenance, outcome) in enumerate(zip(requests, provenances, outcomes)):
+            if isinstance(outcome, ServiceError):
+                spans.append(None)
+                continue
+            private = provenance.private
+            share = outcome.latency_ms / len(request.texts)
+            schema = request.schema.model_dump(mode="json")
+            start = len(records)
+            for index, (text, result) in enumerate(zip(request.texts, outcome.results)):
+                records.append(InferenceRecord(
+                    id=new_inference_id(), created_at=created_at, route=provenance.route,
+                    model_id=outcome.model_id, task=provenance.task, client_id=provenance.caller.client_id,
+                    text=None if private else text, schema=schema,
+                    parameters=provenance.parameters or None,
+                    output=None if private else result,
+                    latency_ms=share, project_id=provenance.project_id,
+                    training_job_id=provenance.training_job_id, privacy=private,
+                    request_id=call.request_id,
+                    dedupe_key=dedupe_key(call.request_id, position, index, request, provenance, text),
+                ))
+            spans.append((start, len(records)))
+        ids = self.history.record_many(records)  # one durable transaction, shared with concurrent requests
+        return [outcome if span is None else Recorded(outcome, ids[span[0]:span[1]], created_at)
+                for outcome, span in zip(outcomes, spans)]
+
+
+def dedupe_key(request_id: Optional[str], position: int, index: int, request: ExtractionRequest,
+               provenance: Provenance, text: str) -> Optional[str]:
+    """What makes two records the same call's (a retry): its request id, place, and everything it asked.
+
+    The text enters the digest except in privacy mode, whose records keep no
+    trace of it; None without a request id.
+    """
+    if not request_id:
+        return None
+    asked = [request_id, position, index, provenance.route, request.model_id,
+             request.schema.model_dump(mode="json"), request.threshold, provenance.parameters,
+             None if provenance.private else text]
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:48]

@@ -22,17 +22,41 @@ PROVENANCE_PROPERTIES = {
 }
 
 
+MAX_JSON_DEPTH = 64   # arrays and objects within each other; no request needs more than a handful
+
+
 def decode_json(raw: bytes) -> Any:
-    """The body as JSON values, keeping object key order (it orders schemas)."""
+    """The body as JSON values, keeping object key order (it orders schemas); at most MAX_JSON_DEPTH deep."""
     if not raw or not raw.strip():
         raise ServiceError.invalid("The request body must be a JSON object")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except UnicodeDecodeError:
         raise ServiceError.invalid("The request body is not UTF-8 encoded JSON") from None
     except json.JSONDecodeError as error:
         raise ServiceError.invalid(f"Malformed JSON body: {error.msg} at line {error.lineno} "
                                    f"column {error.colno}") from None
+    except RecursionError:   # the decoder's own recursion bound: far deeper than MAX_JSON_DEPTH
+        raise _too_deep() from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """400 when arrays/objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise _too_deep(limit)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _too_deep(limit: int = MAX_JSON_DEPTH) -> ServiceError:
+    return ServiceError.invalid(f"The request body nests arrays and objects more than {limit} levels deep")
 
 
 def decode_object(raw: bytes) -> dict:

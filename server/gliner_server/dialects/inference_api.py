@@ -5,7 +5,8 @@ Request: ``{"model_id", "text", "schema": {"entities", "classifications",
 ``training_job_id``, ``privacy_mode``, ``include_confidence`` and
 ``include_spans``. Every schema key combines in one pass. The answer:
 ``{"id", "model_id", "result", "latency_ms", "created_at"}`` where ``result``
-is the gliner2 library's formatted output. ``"task": "generate"`` asks for a
+is the gliner2 library's formatted output (plus ``queue_ms``: ``latency_ms`` is
+the model passes' time, ``queue_ms`` the wait for one). ``"task": "generate"`` asks for a
 decoder model, which this service does not run.
 """
 from __future__ import annotations
@@ -43,8 +44,10 @@ RESPONSE_SCHEMA = {
     "type": "object", "required": ["id", "model_id", "result", "latency_ms", "created_at"],
     "properties": {
         "id": {"type": ["string", "null"]}, "model_id": {"type": "string"},
-        "result": {"type": "object"}, "latency_ms": {"type": "number"},
+        "result": {"type": "object"},
+        "latency_ms": {"type": "number", "description": "time of the model passes that carried the request"},
         "created_at": {"type": "string"},
+        "queue_ms": {"type": "number", "description": "how long the request waited for a model pass"},
         "chunks": {"type": "integer", "minimum": 2, "description": "present when the text was longer than the "
                                                                     "model's window: how many chunks it took"},
     },
@@ -65,6 +68,7 @@ class InferenceCall:
             "result": outcome.results[0],
             "latency_ms": round(outcome.latency_ms, 3),
             "created_at": recorded.created_at.isoformat().replace("+00:00", "Z"),
+            "queue_ms": round(outcome.queue_ms, 3),
         }
         if outcome.chunked:  # the text was longer than the model's window
             answer["chunks"] = outcome.chunks[0]

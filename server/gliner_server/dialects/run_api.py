@@ -9,24 +9,27 @@ labels), ``multi_label`` (for the list form), ``classifications`` (Pioneer
 form), ``structures`` (name → fields), ``relations``.
 
 Answer: a top-level JSON array with one object per input, in order:
-``{"input", "latency_ms", "message", "output", "status"}``. ``output`` holds
+``{"input", "latency_ms", "message", "output", "status"}`` (plus ``inference_id``
+and ``queue_ms``; ``latency_ms`` is the time of the model passes that carried
+the input, ``queue_ms`` the time it waited for one). ``output`` holds
 ``entities`` (``start``, ``end``, ``label``, ``text``, ``score``) with
 ``redacted_text`` (each entity replaced by ``<LABEL>``), and, when asked for,
 ``classifications``, ``structures`` and ``relations``. A bad input gets
 ``"status": "error"`` with a message while the others succeed; whole-request
-problems are 400s.
+problems are 400s. Every input goes to the core in one call: the inputs share
+model passes and are recorded in one commit.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Optional, Sequence, Union
 
 from ..config import EndpointConfig
-from ..core.engine import FULL_OUTPUT, NO_CONTEXT, CallContext, ExtractionRequest
-from ..core.recording import ANONYMOUS, Caller, Provenance, RecordingEngine
+from ..core.engine import FULL_OUTPUT, ExtractionRequest
+from ..core.recording import ANONYMOUS, Caller, Provenance, Recorded
 from ..core.results import EntityMention, Span, TypedResult
 from ..core.schema import ExtractionSchema, build_schema
-from ..errors import ErrorKind, ServiceError, shown
+from ..errors import ServiceError, shown
 from . import body as fields
 from . import schema_json
 
@@ -56,6 +59,7 @@ RESPONSE_SCHEMA = {"type": "array", "items": {
         "message": {"type": "string"}, "status": {"type": "string", "enum": ["success", "error"]},
         "output": {"type": ["object", "null"]}, "inference_id": {"type": ["string", "null"]},
         "chunks": {"type": "integer", "minimum": 2},
+        "queue_ms": {"type": "number", "description": "how long the input waited for a model pass"},
     },
 }}
 
@@ -140,70 +144,86 @@ def run_output(text: str, schema: ExtractionSchema, result: TypedResult) -> dict
     return output
 
 
-class RunDialect:
-    def __init__(self, engine: RecordingEngine, endpoints: dict[str, EndpointConfig], *, max_inputs: int = 64):
-        self.engine = engine
-        self.endpoints = endpoints
-        self.max_inputs = max_inputs
+@dataclass(frozen=True)
+class RunCall:
+    """A parsed ``/run`` body: one core request per input (or its error), in order."""
 
-    def _target(self, model_id: Optional[str]) -> tuple[str, dict, Optional[EndpointConfig]]:
-        endpoint = self.endpoints.get(model_id or "")
-        if endpoint is not None:
-            return endpoint.model, endpoint.parameters, endpoint
-        self.engine.engine.model(model_id or "")  # unknown ids are a 404 for the whole request
-        return model_id or "", {}, None
+    model_id: str
+    endpoint: Optional[EndpointConfig]
+    texts: list[Optional[str]]                              # each input's text, for the answer
+    requests: list[Union[ExtractionRequest, ServiceError]]
+    provenances: list[Provenance]
 
-    def _inputs(self, body: dict) -> list:
-        items = body.get("input")
-        if items is None:
-            raise ServiceError.invalid("Missing required field: input", field="input")
-        if not isinstance(items, list) or not items:
-            raise ServiceError.invalid("input must be a non-empty list of {text, parameters} objects", field="input")
-        if len(items) > self.max_inputs:
-            raise ServiceError.invalid(f"Too many inputs: {len(items)} (at most {self.max_inputs} per request)",
-                                       field="input")
-        return items
+    def answer_json(self, recorded: Sequence[Union[Recorded, ServiceError]]) -> bytes:
+        return fields.encode_json([self._item(text, request, outcome)
+                                   for text, request, outcome in zip(self.texts, self.requests, recorded)])
 
-    def _one(self, item: Any, model_id: str, defaults: dict, endpoint: Optional[EndpointConfig],
-             provenance: Provenance, call: CallContext) -> dict:
-        text = item.get("text") if isinstance(item, dict) else None
-        try:
-            if not isinstance(item, dict):
-                raise ServiceError.invalid("each input must be an object with text and parameters")
-            if text is None:
-                raise ServiceError.invalid("Missing required field: text", field="text")
-            parameters = item.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise ServiceError.invalid("parameters must be an object", field="parameters")
-            merged = {**defaults, **parameters}
-            schema = _schema(merged)
-            request = ExtractionRequest(texts=(text,), schema=schema, threshold=fields.threshold(merged),
-                                        output=FULL_OUTPUT, model_id=model_id)
-            recorded = self.engine.run(request, replace(provenance, parameters=merged), call)
-        except ServiceError as error:
-            if error.kind not in (ErrorKind.INVALID_REQUEST, ErrorKind.PAYLOAD_TOO_LARGE):
-                raise
+    def _item(self, text, request, recorded) -> dict:
+        if isinstance(recorded, ServiceError):
             return {"input": text if isinstance(text, str) else None, "latency_ms": 0.0,
-                    "message": error.message, "output": None, "status": "error"}
+                    "message": recorded.message, "output": None, "status": "error"}
         outcome = recorded.outcome
         answer = {
             "input": text, "latency_ms": round(outcome.latency_ms, 3),
-            "message": "Responses from endpoint." if endpoint else "Responses from model.",
-            "output": run_output(text, schema, outcome.typed(schema)[0]),
+            "message": "Responses from endpoint." if self.endpoint else "Responses from model.",
+            "output": run_output(text, request.schema, outcome.typed(request.schema)[0]),
             "status": "success",
             "inference_id": recorded.inference_ids[0] if recorded.inference_ids else None,
+            "queue_ms": round(outcome.queue_ms, 3),
         }
         if outcome.chunked:  # the text was longer than the model's window
             answer["chunks"] = outcome.chunks[0]
         return answer
 
-    def handle(self, raw: bytes, caller: Caller = ANONYMOUS, call: CallContext = NO_CONTEXT) -> bytes:
-        body = fields.decode_object(raw)
-        items = self._inputs(body)
-        model_id, defaults, endpoint = self._target(fields.optional_str(body, "model_id"))
-        provenance = Provenance(route=ROUTE, task="run", caller=caller,
-                                project_id=fields.optional_str(body, "project_id"),
-                                training_job_id=fields.optional_str(body, "training_job_id"),
-                                privacy_mode=fields.optional_flag(body, "privacy_mode"))
-        return fields.encode_json([self._one(item, model_id, defaults, endpoint, provenance, call)
-                                   for item in items])
+
+def _inputs(body: dict, max_inputs: int) -> list:
+    items = body.get("input")
+    if items is None:
+        raise ServiceError.invalid("Missing required field: input", field="input")
+    if not isinstance(items, list) or not items:
+        raise ServiceError.invalid("input must be a non-empty list of {text, parameters} objects", field="input")
+    if len(items) > max_inputs:
+        raise ServiceError.invalid(f"Too many inputs: {len(items)} (at most {max_inputs} per request)",
+                                   field="input")
+    return items
+
+
+def _item_request(item: Any, model_id: str, defaults: dict, provenance: Provenance
+                  ) -> tuple[Union[ExtractionRequest, ServiceError], Provenance]:
+    """One input as a core request, or the client error that input gets in its place."""
+    try:
+        if not isinstance(item, dict):
+            raise ServiceError.invalid("each input must be an object with text and parameters")
+        if item.get("text") is None:
+            raise ServiceError.invalid("Missing required field: text", field="text")
+        parameters = item.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise ServiceError.invalid("parameters must be an object", field="parameters")
+        merged = {**defaults, **parameters}
+        request = ExtractionRequest(texts=(item["text"],), schema=_schema(merged), threshold=fields.threshold(merged),
+                                    output=FULL_OUTPUT, model_id=model_id)
+        return request, replace(provenance, parameters=merged)
+    except ServiceError as error:
+        return error, provenance
+
+
+def parse(body: dict, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None, *,
+          max_inputs: int = 64) -> RunCall:
+    """Translate a /run body into one core request per input (an endpoint's defaults applied)."""
+    items = _inputs(body, max_inputs)
+    requested = fields.optional_str(body, "model_id")
+    endpoint = (endpoints or {}).get(requested or "")
+    model_id, defaults = (endpoint.model, endpoint.parameters) if endpoint else (requested or "", {})
+    provenance = Provenance(route=ROUTE, task="run", caller=caller,
+                            project_id=fields.optional_str(body, "project_id"),
+                            training_job_id=fields.optional_str(body, "training_job_id"),
+                            privacy_mode=fields.optional_flag(body, "privacy_mode"))
+    pairs = [_item_request(item, model_id, defaults, provenance) for item in items]
+    texts = [item.get("text") if isinstance(item, dict) else None for item in items]
+    return RunCall(model_id=model_id, endpoint=endpoint, texts=texts, requests=[r for r, _ in pairs],
+                   provenances=[p for _, p in pairs])
+
+
+def parse_json(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None, *,
+               max_inputs: int = 64) -> RunCall:
+    return parse(fields.decode_object(raw), caller, endpoints, max_inputs=max_inputs)

@@ -31,7 +31,7 @@ transcoder's "response too large" 500, an HTTP/1 parse error). Upstream gRPC
 errors are not local replies; the Lua filter shapes those.
 
 Everything derived from the error table comes from
-:func:`gliner_server.errors.http_mapping_by_grpc_code` and
+:func:`gliner_server.grpc_api.status.http_mapping_by_grpc_code` and
 :class:`gliner_server.errors.ErrorKind`; nothing is copied by hand.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2
 
-from ..errors import ErrorKind, http_mapping_by_grpc_code
+from ..errors import ErrorKind
+from ..grpc_api.status import http_mapping_by_grpc_code
 from .descriptors import http_rules
 from .lua import METADATA_NAMESPACE, render_lua
 from .routes import method_not_allowed_routes
@@ -81,7 +82,9 @@ class EnvoySettings:
     health_check_service: str = ""  # grpc.health.v1 service name; "" = whole server
     unhealthy_threshold: int = 2
     healthy_threshold: int = 1
-    access_log_path: str | None = None  # never logs bodies
+    # One line per request (never a body, a key or a query's values): "stdout" (Envoy's standard output,
+    # which gliner2-serve shares), a file path, or None for no access log.
+    access_log: str | None = None
     # Per API key (x-api-key or Authorization header value): requests per second, and
     # the burst allowed above it. None: no per-key limit. Keys never appear in the config.
     rate_limit_rps: int | None = None
@@ -282,15 +285,15 @@ def _upstream_route(settings: EnvoySettings) -> dict:
         # max_stream_duration.grpc_timeout_header_max: with it, a call without
         # a grpc-timeout header - every transcoded REST call - has no timeout.
         "timeout": _duration(settings.route_timeout_s),
-        # Only failures where the request surely never reached a server; the
-        # retry avoids hosts already tried (a dead replica until the health
-        # check ejects it).
+        # Only what is safe to retry: the request never reached a server (connection refused
+        # or failed, a stream refused, a reset before the request was sent) or a server said
+        # UNAVAILABLE (draining, still loading a model, the history unavailable). A reset
+        # after the request was sent is *not* retried: the request may have crashed that
+        # replica, and would crash each survivor in turn. A retry of a call that was recorded
+        # anyway is stored once (the history deduplicates by request id). Hosts already
+        # tried are avoided, and the cluster's retry budget caps retries under load.
         "retry_policy": {
-            # Failures where the request was not served (a replica down, draining, or refusing)
-            # and resets of a replica that died mid-request. Inference is safe to repeat; a
-            # repeated request may be recorded twice if a replica died between recording and
-            # answering.
-            "retry_on": "connect-failure,refused-stream,reset,unavailable",
+            "retry_on": "connect-failure,refused-stream,reset-before-request,unavailable",
             "num_retries": max(2, len(settings.upstreams)),
             "retry_host_predicate": [{
                 "name": "envoy.retry_host_predicates.previous_hosts",
@@ -327,14 +330,30 @@ def _routes(settings: EnvoySettings, fds: descriptor_pb2.FileDescriptorSet) -> l
     return [grpc_route, *openapi, *not_allowed, rest_route]
 
 
-def _access_log(path: str) -> list[dict]:
-    fmt = ('[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
-           "grpc=%GRPC_STATUS_NUMBER% flags=%RESPONSE_FLAGS% in=%BYTES_RECEIVED% "
-           "out=%BYTES_SENT% %DURATION%ms upstream=%UPSTREAM_HOST%\n")
+ACCESS_LOG_FORMAT = (
+    # the REST path as the client sent it (the transcoder rewrites :path to the gRPC method), without the query
+    '[%START_TIME%] envoy access: request_id=%REQ(X-REQUEST-ID)% "%REQ(:METHOD)% '
+    '%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" status=%RESPONSE_CODE% '
+    "grpc=%GRPC_STATUS_NUMBER% flags=%RESPONSE_FLAGS% in=%BYTES_RECEIVED% out=%BYTES_SENT% "
+    "duration_ms=%DURATION% upstream_ms=%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% upstream=%UPSTREAM_HOST% "
+    "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT%\n"
+)
+
+
+def _access_log(target: str) -> list[dict]:
+    log_format = {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}, "formatters": [{
+        "name": "envoy.formatter.req_without_query",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"},
+    }]}
+    if target == "stdout":
+        return [{"name": "envoy.access_loggers.stdout", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": log_format,
+        }}]
     return [{"name": "envoy.access_loggers.file", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        "path": path,
-        "log_format": {"text_format_source": {"inline_string": fmt}},
+        "path": target,
+        "log_format": log_format,
     }}]
 
 
@@ -348,6 +367,12 @@ def _cluster(settings: EnvoySettings) -> dict:
         **({"dns_lookup_family": "V4_PREFERRED", "dns_refresh_rate": "5s"} if by_name else {}),
         "connect_timeout": _duration(settings.connect_timeout_s),
         "lb_policy": "LEAST_REQUEST",
+        # Retries may add at most a fifth to the requests in flight (at least 3 at once): a fleet in
+        # trouble is not buried under its own retries.
+        "circuit_breakers": {"thresholds": [{
+            "priority": "DEFAULT",
+            "retry_budget": {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 3},
+        }]},
         # Never route to a replica its health check calls unhealthy (default
         # panic mode would spray all hosts once < 50 % are healthy).
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
@@ -447,8 +472,8 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         "http_filters": _http_filters(settings, lua_source, descriptor),
         "local_reply_config": _local_reply_config(),
     }
-    if settings.access_log_path:
-        hcm["access_log"] = _access_log(settings.access_log_path)
+    if settings.access_log:
+        hcm["access_log"] = _access_log(settings.access_log)
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
         "static_resources": {

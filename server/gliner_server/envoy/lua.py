@@ -12,7 +12,7 @@ from the descriptor set), ``grpc-status``/``grpc-message`` (percent-encoded)
 stay in the response headers instead; both forms are handled.
 
 This script maps the gRPC code through
-:func:`gliner_server.errors.http_mapping_by_grpc_code` and writes the
+:func:`gliner_server.grpc_api.status.http_mapping_by_grpc_code` and writes the
 provider's shape ``{"detail": m, "error": {"code": C, "message": m}}``, byte
 for byte what ``local_reply_config`` produces for Envoy's own errors (those
 arrive here already shaped and are left alone). A REST error that is neither

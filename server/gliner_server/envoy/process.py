@@ -165,10 +165,13 @@ class EnvoyProcess:
         ]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
+        # Envoy's standard output is ours when its access log goes there; its own messages
+        # (standard error, and the --log-path file) stay in the run directory either way.
+        shared_stdout = self.settings.access_log == "stdout"
         with open(self.run_dir / OUTPUT_FILE, "wb") as out:
             self._proc = subprocess.Popen(
                 die_with_parent(cmd, self.die_with_parent),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=None if shared_stdout else out, stderr=out,
                 start_new_session=True,
             )
         if wait:

@@ -18,6 +18,16 @@ def _opt(message, name: str):
     return getattr(message, name) if message.HasField(name) else None
 
 
+def _kind(value: int, where: str):
+    """A ValueKind enum value as the core's dtype; a number no version of the enum defines is a 400."""
+    from ..errors import ServiceError
+
+    if value not in _DTYPE:
+        raise ServiceError.invalid(f"{where}: unknown kind {value} (use VALUE_KIND_LIST or VALUE_KIND_STR)",
+                                   field=where)
+    return _DTYPE[value]
+
+
 def schema_from_proto(schema: schema_pb2.Schema) -> ExtractionSchema:
     from pydantic import ValidationError
 
@@ -27,17 +37,18 @@ def schema_from_proto(schema: schema_pb2.Schema) -> ExtractionSchema:
     try:
         parts = dict(
             entities=tuple(EntitySpec(name=e.name, description=e.description or None,
-                                      threshold=_opt(e, "threshold"), dtype=_DTYPE[e.kind])
-                           for e in schema.entities),
+                                      threshold=_opt(e, "threshold"), dtype=_kind(e.kind, f"schema.entities[{i}].kind"))
+                           for i, e in enumerate(schema.entities)),
             classifications=tuple(ClassificationSpec(
                 name=c.name, labels=tuple(c.labels), multi_label=c.multi_label,
                 label_descriptions=dict(c.label_descriptions) or None,
                 cls_threshold=0.5 if _opt(c, "cls_threshold") is None else c.cls_threshold)
                 for c in schema.classifications),
             structures=tuple(StructureSpec(name=s.name, fields=tuple(
-                FieldSpec(name=f.name, dtype=_DTYPE[f.kind] or "list", choices=tuple(f.choices) or None,
+                FieldSpec(name=f.name, dtype=_kind(f.kind, f"schema.structures[{i}].fields[{j}].kind") or "list",
+                          choices=tuple(f.choices) or None,
                           description=f.description or None, threshold=_opt(f, "threshold"))
-                for f in s.fields)) for s in schema.structures),
+                for j, f in enumerate(s.fields))) for i, s in enumerate(schema.structures)),
             relations=tuple(RelationSpec(name=r.name, description=r.description or None,
                                          threshold=_opt(r, "threshold")) for r in schema.relations),
         )

@@ -1,17 +1,17 @@
 """gliner.v1.InferenceHistoryService over the history store, scoped to the caller."""
 from __future__ import annotations
 
-import io
-
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from gliner_client.v1 import history_service_pb2 as history_pb2
 from gliner_client.v1 import history_service_pb2_grpc as history_grpc
 
 from ..errors import ServiceError
+from .admission import Admission
 from .auth import ApiKeys
+from .calls import rpc, streaming_rpc
 from .convert import json_http_body
-from .service import caller_of, rpc
+from .service import caller_of
 
 DEFAULT_PAGE = 20
 
@@ -38,7 +38,8 @@ def inference_to_proto(record, feedback=None) -> history_pb2.Inference:
     message = history_pb2.Inference(
         id=record.id, created_at=_timestamp(record.created_at), route=record.route, model_id=record.model_id,
         task=record.task, text=record.text, latency_ms=record.latency_ms, project_id=record.project_id or "",
-        training_job_id=record.training_job_id or "", privacy_mode=record.privacy)
+        training_job_id=record.training_job_id or "", privacy_mode=record.privacy,
+        request_id=record.request_id or "")
     for name in ("schema", "parameters", "output"):
         value = getattr(record, name)
         if value is not None:
@@ -49,44 +50,53 @@ def inference_to_proto(record, feedback=None) -> history_pb2.Inference:
 
 
 class InferenceHistoryService(history_grpc.InferenceHistoryServiceServicer):
-    def __init__(self, store, keys: ApiKeys):
+    """Every call takes one of ``admission``'s slots (a few threads, apart from the model calls' and from
+    those kept for health checks) and waits at most the store's timeout for the database."""
+
+    def __init__(self, store, keys: ApiKeys, admission: Admission | None = None):
         self.store = store
         self.keys = keys
+        self.admission = admission or Admission(4, "history calls")
 
-    def _client(self, context) -> str:
-        return caller_of(self.keys, context).client_id
+    def _client(self, context, call) -> str:
+        return caller_of(self.keys, context, call).client_id
 
     @rpc
-    def ListInferences(self, request, context):
-        client = self._client(context)
+    def ListInferences(self, request, context, call):
+        client = self._client(context, call)
         limit = request.limit if request.HasField("limit") else DEFAULT_PAGE
         offset = request.offset if request.HasField("offset") else 0
-        records, total = self.store.list(
-            client, limit=limit, offset=offset, model_id=request.model_id or None, task=request.task or None,
-            project_id=request.project_id or None, training_job_id=request.training_job_id or None)
-        feedback = self.store.current_feedback_many(client, [r.id for r in records])
+        with self.admission.slot():
+            records, total = self.store.list(
+                client, limit=limit, offset=offset, model_id=request.model_id or None, task=request.task or None,
+                project_id=request.project_id or None, training_job_id=request.training_job_id or None)
+            feedback = self.store.current_feedback_many(client, [r.id for r in records])
         return history_pb2.ListInferencesResponse(
             inferences=[inference_to_proto(r, feedback.get(r.id)) for r in records],
             total=total, limit=limit, offset=offset)
 
     @rpc
-    def GetInference(self, request, context):
-        client = self._client(context)
-        return inference_to_proto(*self.store.get_with_feedback(client, request.id))
+    def GetInference(self, request, context, call):
+        client = self._client(context, call)
+        with self.admission.slot():
+            return inference_to_proto(*self.store.get_with_feedback(client, request.id))
 
     @rpc
-    def SubmitFeedback(self, request, context):
+    def SubmitFeedback(self, request, context, call):
         corrected = (json_format.MessageToDict(request.corrected_output)
                      if request.HasField("corrected_output") else None)
         if not request.verdict:
             raise ServiceError.invalid("Missing required field: verdict", field="verdict")
-        feedback = self.store.add_feedback(self._client(context), request.id, request.verdict, corrected)
+        client = self._client(context, call)
+        with self.admission.slot():
+            feedback = self.store.add_feedback(client, request.id, request.verdict, corrected)
         return history_pb2.SubmitFeedbackResponse(inference_id=request.id, feedback=feedback_to_proto(feedback))
 
-    @rpc
-    def ExportFeedback(self, request, context):
-        out = io.StringIO()
-        self.store.export_training_jsonl(out, client_id=self._client(context))
-        body = json_http_body(out.getvalue().encode())
-        body.content_type = "application/x-ndjson"
-        return body
+    @streaming_rpc
+    def ExportFeedback(self, request, context, call):
+        client = self._client(context, call)
+        with self.admission.slot():
+            for lines in self.store.export_training_pages(client_id=client):
+                body = json_http_body("".join(lines).encode())
+                body.content_type = "application/x-ndjson"
+                yield body

@@ -1,6 +1,13 @@
-"""Assembles the grpcio server: services, health, reflection, authentication."""
+"""Assembles the grpcio server: services, health, reflection, authentication.
+
+Health is SERVING once :meth:`GrpcServer.mark_serving` is called and as long as
+work progresses (:class:`~gliner_server.core.progress.ProgressWatch`: history
+commits and model passes); NOT_SERVING while it is stalled, and for good once
+shutdown starts.
+"""
 from __future__ import annotations
 
+import threading
 from concurrent import futures
 
 import grpc
@@ -25,6 +32,9 @@ SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_n
                  history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 OVERFLOW_CALLS = 64  # calls that may wait for a free thread (the reserved ones answer them quickly)
+# A REST body of max_request_bytes reaches the server wrapped in a message (HttpBody's framing, or a
+# typed message from JSON): the server takes this much more, so that Envoy's 413 is the one bound.
+MESSAGE_HEADROOM_BYTES = 64 * 1024
 
 
 class GrpcServer:
@@ -35,6 +45,11 @@ class GrpcServer:
                  max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.admission = Admission.for_workers(workers)
+        self.history_admission = Admission.for_history(workers)
+        self._status_lock = threading.Lock()
+        self._ready = False          # mark_serving() was called
+        self._stalled = None         # why work does not progress (ProgressWatch), or None
+        self._stopping = False
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
             # Beyond this many calls grpcio refuses at once (RESOURCE_EXHAUSTED) instead of queueing
@@ -42,7 +57,7 @@ class GrpcServer:
             maximum_concurrent_rpcs=workers + OVERFLOW_CALLS,
             interceptors=[AuthInterceptor(keys), DecodingInterceptor()],
             # Requests are bounded like REST bodies; answers (e.g. a history export) may be larger.
-            options=[("grpc.max_receive_message_length", max_message_bytes),
+            options=[("grpc.max_receive_message_length", max_message_bytes + MESSAGE_HEADROOM_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.so_reuseport", 0)],
         )
@@ -51,7 +66,7 @@ class GrpcServer:
             self.server)
         if engine.history is not None:
             history_grpc.add_InferenceHistoryServiceServicer_to_server(
-                InferenceHistoryService(engine.history, keys), self.server)
+                InferenceHistoryService(engine.history, keys, self.history_admission), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
@@ -64,15 +79,35 @@ class GrpcServer:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, status)
 
+    def _publish(self) -> None:
+        with self._status_lock:
+            if self._stopping:
+                return
+            serving = self._ready and self._stalled is None
+            self._set_status(health_pb2.HealthCheckResponse.SERVING if serving
+                             else health_pb2.HealthCheckResponse.NOT_SERVING)
+
     def start(self) -> None:
         self.server.start()
 
     def mark_serving(self) -> None:
-        self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        self._ready = True
+        self._publish()
+
+    def set_stalled(self, reason: str | None) -> None:
+        """Work stopped progressing (NOT_SERVING, with the reason) or moves again (SERVING)."""
+        self._stalled = reason
+        self._publish()
+
+    @property
+    def serving(self) -> bool:
+        return self._ready and self._stalled is None and not self._stopping
 
     def mark_not_serving(self) -> None:
         """Shutting down: health checks fail from now on, calls are still answered."""
-        self.health.enter_graceful_shutdown()
+        with self._status_lock:
+            self._stopping = True
+            self.health.enter_graceful_shutdown()
 
     def stop(self, grace: float) -> None:
         """NOT_SERVING first (so Envoy stops routing here), then drain in-flight calls."""

@@ -1,4 +1,9 @@
-"""ServiceError → gRPC status with google.rpc.Status details (grpcio-status)."""
+"""ServiceError → gRPC status with google.rpc.Status details (grpcio-status).
+
+:data:`GRPC_CODES` is the gRPC column of the one error table
+(:mod:`gliner_server.errors` holds the kinds and their REST side). Envoy's
+error filter reads the same table backwards (:func:`http_mapping_by_grpc_code`).
+"""
 from __future__ import annotations
 
 import grpc
@@ -6,12 +11,46 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ..errors import ServiceError
+from ..errors import ErrorKind, ServiceError
 
 ERROR_DOMAIN = "gliner.v1"
 
+GRPC_CODES: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.PAYLOAD_TOO_LARGE: grpc.StatusCode.OUT_OF_RANGE,
+    ErrorKind.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.CANCELLED: grpc.StatusCode.CANCELLED,
+    # Envoy retries UNAVAILABLE on another replica: only for what is worth retrying there.
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    # A model that failed to load fails alike on every replica: a code Envoy does not retry.
+    ErrorKind.MODEL_UNAVAILABLE: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.SERVER_ERROR: grpc.StatusCode.INTERNAL,
+}
 
-def to_rpc_status(error: ServiceError) -> grpc.Status:
+
+def grpc_code(kind: ErrorKind) -> grpc.StatusCode:
+    return GRPC_CODES[kind]
+
+
+def http_mapping_by_grpc_code() -> dict[int, tuple[int, str]]:
+    """gRPC status number → (HTTP status, provider code), for the Envoy error filter.
+
+    A gRPC status that no kind uses (e.g. UNIMPLEMENTED from an unknown method)
+    still needs an answer there.
+    """
+    table: dict[int, tuple[int, str]] = {}
+    for kind in ErrorKind:
+        table.setdefault(GRPC_CODES[kind].value[0], (kind.http_status, kind.provider_code))
+    table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], (404, "NOT_FOUND"))
+    return table
+
+
+def to_rpc_status(error: ServiceError, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Status:
+    """The status with its details; ``metadata`` (e.g. the request id) travels in its trailers."""
     info = error_details_pb2.ErrorInfo(reason=error.kind.provider_code, domain=ERROR_DOMAIN,
                                        metadata={"http_status": str(error.kind.http_status)})
     details = [info]
@@ -26,11 +65,14 @@ def to_rpc_status(error: ServiceError) -> grpc.Status:
         holder.Pack(detail)
         packed.append(holder)
     status = rpc_status.to_status(status_pb2.Status(
-        code=error.kind.grpc_code.value[0], message=error.message, details=packed))
-    if error.retry_after_s is None:
+        code=GRPC_CODES[error.kind].value[0], message=error.message, details=packed))
+    extra = tuple(metadata)
+    if error.retry_after_s is not None:
+        # Also as plain metadata: Envoy turns it into the REST response's Retry-After header.
+        extra += ((RETRY_AFTER, str(error.retry_after_s)),)
+    if not extra:
         return status
-    # Also as plain metadata: Envoy turns it into the REST response's Retry-After header.
-    return _Status(status.code, status.details, (*status.trailing_metadata, (RETRY_AFTER, str(error.retry_after_s))))
+    return _Status(status.code, status.details, (*status.trailing_metadata, *extra))
 
 
 RETRY_AFTER = "retry-after"
@@ -41,6 +83,6 @@ class _Status(grpc.Status):
         self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
 
 
-def abort(context: grpc.ServicerContext, error: ServiceError):
+def abort(context: grpc.ServicerContext, error: ServiceError, metadata: tuple[tuple[str, str], ...] = ()):
     """Ends the call with ``error``; never returns."""
-    context.abort_with_status(to_rpc_status(error))
+    context.abort_with_status(to_rpc_status(error, metadata))

@@ -55,6 +55,8 @@ class InferenceRecord:
     project_id: str | None = None
     training_job_id: str | None = None
     privacy: bool = False
+    request_id: str | None = None          # the call's request id (x-request-id), shared by its texts
+    dedupe_key: str | None = None          # set for calls with a request id: a retry is stored once
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,12 @@ inferences = sa.Table(
     sa.Column("project_id", sa.String(200), nullable=True),
     sa.Column("training_job_id", sa.String(200), nullable=True),
     sa.Column("privacy", sa.Boolean(), nullable=False),
+    # The call's request id (Envoy's x-request-id, or the caller's), for correlating logs and retries.
+    sa.Column("request_id", sa.String(200), nullable=True),
+    # A digest of (request id, position, what was asked): a retried call is stored once (see store.py).
+    sa.Column("dedupe_key", sa.String(64), nullable=True),
     sa.Index("ix_inferences_client_created", "client_id", "created_at", "id"),
+    sa.Index("uq_inferences_client_dedupe", "client_id", "dedupe_key", unique=True),
 )
 
 feedback = sa.Table(
@@ -52,4 +57,13 @@ feedback = sa.Table(
     sa.Column("corrected_output", _Json, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_feedback_inference_seq", "inference_id", "seq"),
+)
+
+# One row per writer that probes the database while commits fail (see HistoryStore.probe):
+# a real write, so that a database that accepts writes again is noticed without traffic.
+heartbeat = sa.Table(
+    "heartbeat",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )

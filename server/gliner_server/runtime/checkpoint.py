@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def content_digest(path: Path, cache_dir: Path) -> str:
     value = digest.hexdigest()[:32]
     memo[stamp_key] = value
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = memo_path.with_suffix(".tmp")
+    # A name of this process's (and thread's) own: replicas sharing a cache write it at once.
+    tmp = memo_path.with_name(f"{memo_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(memo))
     tmp.replace(memo_path)
     return value

@@ -1,6 +1,7 @@
 """A GLiNER2 checkpoint loaded for serving: library model + OpenVINO encoder."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
@@ -8,12 +9,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
-from ..errors import ServiceError
+from ..core.engine import ModelCall, OutputOptions, Timing
+from ..errors import ErrorKind, ServiceError
 from . import fast_heads, lean_load, long_text, openvino_heads
-from .batcher import BatchPolicy, BatchScheduler
+from .batcher import NO_EVENTS, BatchEvents, BatchPolicy, BatchScheduler, Job, JobSpec
+from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
 from .calibration import calibration_inputs
 from .openvino_encoder import EXPORT_REVISION, PRECISIONS, OpenVINOEncoder, export_ir, ir_weights
 
@@ -22,11 +24,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """One servable model. ``extract`` is safe to call from many threads.
+    """One servable model. ``start`` / ``extract`` are safe to call from many threads.
 
     Calls from concurrent requests are batched together by the model's
     :class:`~.batcher.BatchScheduler` (one worker thread, created on first use),
     which is also what keeps the library single-threaded per model.
+    :meth:`close` stops that worker and lets go of the library model, so that
+    an unloaded model's memory is freed at once (the registry calls it when the
+    last request using an evicted model is done).
     """
 
     model_id: str
@@ -37,14 +42,40 @@ class LoadedModel:
     import_seconds: float = 0.0     # of load_seconds: importing gliner2 (torch, transformers) if not yet imported
     memory_bytes: int = 0           # approximate resident footprint, see _footprint
     batching: BatchPolicy = BatchPolicy()
+    events: BatchEvents = NO_EVENTS
     _scheduler: BatchScheduler | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _counting: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def scheduler(self) -> BatchScheduler:
         with self._lock:
             if self._scheduler is None:
-                self._scheduler = BatchScheduler(self._run_batch, self.batching, name=self.model_id)
+                if self.model is None:
+                    raise ServiceError(ErrorKind.UNAVAILABLE, f"Model {self.model_id} was unloaded; retry",
+                                       retry_after_s=1)
+                self._scheduler = BatchScheduler(self._run_batch, self.batching, name=self.model_id,
+                                                 events=self.events)
             return self._scheduler
+
+    def start(self, calls: Sequence[ModelCall], cancellation=None) -> list["PendingExtraction"]:
+        """Queue ``calls`` together on the model's scheduler; wait for each with ``result(timeout)``."""
+        specs, merges = [], []
+        for call in calls:
+            chars = _schema_chars(call.schema)
+            out = call.output
+            if call.plan is None:
+                specs.append(JobSpec(list(call.texts), call.schema, (call.threshold, out.format_results,
+                                     out.include_confidence, out.include_spans, None), chars))
+                merges.append(None)
+            else:
+                # As the library's batch_extract_long: every chunk with scores and offsets, then merged.
+                chunk_texts = [chunk.text for chunks in call.plan for chunk in chunks]
+                specs.append(JobSpec(chunk_texts, call.schema, (call.threshold, True, True, True, call.plan.words),
+                                     chars))
+                merges.append(call)
+        scheduler = self.scheduler()
+        jobs = scheduler.enqueue(specs, cancellation=cancellation)
+        return [PendingExtraction(self, scheduler, job, merge) for job, merge in zip(jobs, merges)]
 
     def extract(self, texts: list[str], schema, *, threshold: float, format_results: bool,
                 include_confidence: bool, include_spans: bool, timeout: float | None = None,
@@ -55,21 +86,13 @@ class LoadedModel:
         :meth:`.batcher.BatchScheduler.submit`): work still queued when either
         fires is dropped.
         """
-        chars = _schema_chars(schema)
-        if plan is None:
-            options = (threshold, format_results, include_confidence, include_spans, None)
-            return self.scheduler().submit(texts, schema, options, schema_chars=chars, timeout=timeout,
-                                           cancellation=cancellation)
-        if not format_results:
+        if plan is not None and not format_results:
             raise ServiceError.invalid("format_results=false is not available for texts longer than the "
                                        "model's window (they are processed in chunks)", field="format_results")
-        # As the library's batch_extract_long: every chunk with scores and offsets, then merged.
-        chunk_texts = [chunk.text for chunks in plan for chunk in chunks]
-        results = self.scheduler().submit(chunk_texts, schema, (threshold, True, True, True, plan.words),
-                                          schema_chars=chars,
-                                          timeout=timeout, cancellation=cancellation)
-        return long_text.merge_all(self.model, schema, texts, plan, results,
-                                   include_confidence=include_confidence, include_spans=include_spans)
+        output = OutputOptions(format_results=format_results, include_confidence=include_confidence,
+                               include_spans=include_spans)
+        [pending] = self.start([ModelCall(tuple(texts), schema, threshold, output, plan)], cancellation)
+        return pending.result(timeout)[0]
 
     def plan(self, texts, window: long_text.Window):
         """None when every text fits the window; else each text's chunks (a short text is one chunk)."""
@@ -80,17 +103,64 @@ class LoadedModel:
         return long_text.ChunkPlan([long_text.split(self.model, text, window) for text in texts], window.words)
 
     def count_tokens(self, text: str) -> int:
-        """Subword tokens of ``text`` by the model's tokenizer (without special tokens)."""
-        return len(self.model.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Subword tokens of ``text`` by the model's tokenizer (without special tokens).
 
-    def _run_batch(self, texts, schemas, options, chunk: int) -> list[dict]:
+        Request threads count while the model's worker tokenises with the same
+        fast tokenizer, whose Rust core refuses a call that overlaps another one
+        changing its settings ("Already borrowed"). So each thread counts with a
+        copy of its own (see tests/test_tokenizer_threads.py).
+        """
+        tokenizer = getattr(self._counting, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._counting.tokenizer = copy.deepcopy(self.model.processor.tokenizer)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def close(self) -> None:
+        """Stop the scheduler's worker and drop the library model (its memory goes with the last reference)."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+            self.model = None
+        if scheduler is not None:
+            scheduler.close()
+
+    def _run_batch(self, texts, schemas, options, chunk: int):
         # max_len: the word cap of chunked texts (see long_text.ChunkPlan), None otherwise
         threshold, format_results, include_confidence, include_spans, max_len = options
-        return self.model.batch_extract(
+        model = self.model
+        if model is None:
+            raise ServiceError(ErrorKind.UNAVAILABLE, f"Model {self.model_id} was unloaded; retry", retry_after_s=1)
+        results = model.batch_extract(
             list(texts), list(schemas), batch_size=chunk, threshold=threshold,
             format_results=format_results, include_confidence=include_confidence,
             include_spans=include_spans, max_len=max_len,
         )
+        counts = getattr(model.encoder, "last_token_counts", None)
+        if counts is not None and len(counts) == len(texts):
+            return results, counts
+        return results
+
+
+class PendingExtraction:
+    """One call's queued job: ``result(timeout)`` waits for it, merges chunked texts, and tells its timing."""
+
+    def __init__(self, model: LoadedModel, scheduler: BatchScheduler, job: Job, merge: ModelCall | None):
+        self.model, self.scheduler, self.job, self.merge = model, scheduler, job, merge
+
+    def result(self, timeout: float | None) -> tuple[list, Timing]:
+        results = self.scheduler.wait(self.job, timeout)
+        job = self.job
+        timing = Timing(queue_ms=job.queue_seconds * 1000.0, model_ms=job.model_seconds * 1000.0,
+                        tokens=sum(job.token_counts) if job.token_counts else 0)
+        if self.merge is None:
+            return results, timing
+        call = self.merge
+        merged = long_text.merge_all(self.model.model, call.schema, call.texts, call.plan, results,
+                                     include_confidence=call.output.include_confidence,
+                                     include_spans=call.output.include_spans)
+        return merged, timing
+
+    def abandon(self) -> None:
+        self.scheduler.abandon([self.job])
 
 
 def _schema_chars(schema) -> int:

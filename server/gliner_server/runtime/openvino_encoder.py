@@ -205,6 +205,7 @@ class OpenVINOEncoder(torch.nn.Module):
         self.precision = precision
         self.config = config  # the HF encoder config, for code that inspects it
         self._local = threading.local()
+        self.last_token_counts: list[int] | None = None
 
     def _request(self):
         request = getattr(self._local, "request", None)
@@ -219,6 +220,9 @@ class OpenVINOEncoder(torch.nn.Module):
         return request.get_tensor(OUTPUT_NAME).data.copy()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_ignored):
+        # Tokens per row (schema prompt and text): what the request log and metrics count.
+        # Only the model's worker thread calls forward.
+        self.last_token_counts = attention_mask.sum(dim=1).tolist()
         states = self.run(
             input_ids.detach().cpu().numpy().astype(np.int64, copy=False),
             attention_mask.detach().cpu().numpy().astype(np.int64, copy=False),
