@@ -39,6 +39,16 @@ def boundary_checkpoint(work_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def big_checkpoints(work_dir) -> list[Path]:
+    """Five distinct checkpoints of about 150 MB of encoder weights each: large enough that loading one takes
+    seconds and that holding one more or one less shows in the server's resident memory."""
+    from gliner_server.random_checkpoint import build_deberta_checkpoint
+
+    return [build_deberta_checkpoint(work_dir / f"big-{i}", hidden=1024, layers=3, heads=8, intermediate=4096,
+                                     seed=100 + i) for i in range(5)]
+
+
+@pytest.fixture(scope="session")
 def checkpoints(span_checkpoint, boundary_checkpoint) -> dict[str, Path]:
     return {"span": span_checkpoint, "boundary": boundary_checkpoint}
 
@@ -56,6 +66,9 @@ def loaded(path: Path, precision: str, cache_dir: Path):
     return _models[key]
 
 
+# What gliner2-serve prints on standard output once it serves (its log's "NOT_SERVING" must not count).
+SERVING_LINE = b"gliner2-serve: SERVING "
+
 API_KEY = "test-key-0123456789"
 OTHER_KEY = "second-key-abcdef"
 
@@ -66,10 +79,13 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        """The end of the command's output without the per-request lines (its own and Envoy's access log)."""
+        lines = [line for line in self.log_path.read_text(errors="replace").splitlines(keepends=True)
+                 if " gliner2.access: " not in line and "] envoy access: " not in line]
+        return "".join(lines)[-4000:]
 
 
-def start_stack(checkpoint: Path, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0) -> Stack:
+def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0) -> Stack:
     """Runs the real `gliner2-serve` command and waits until it says SERVING."""
     import subprocess
     import time
@@ -79,13 +95,14 @@ def start_stack(checkpoint: Path, cache_dir: Path, run_dir: Path, *extra: str, t
     port = free_port()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "serve.log"
-    command = [sys.executable, "-m", "gliner_server.cli", "--model", str(checkpoint), "--port", str(port),
+    model = ["--model", str(checkpoint)] if checkpoint is not None else []   # None: the --config's default
+    command = [sys.executable, "-m", "gliner_server.cli", *model, "--port", str(port),
                "--host", "127.0.0.1", "--cache-dir", str(cache_dir), "--run-dir", str(run_dir),
                "--data-dir", str(run_dir / "data"), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
-    while b"SERVING" not in log_path.read_bytes():
+    while SERVING_LINE not in log_path.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"gliner2-serve did not start:\n{log_path.read_text()[-4000:]}")

@@ -44,3 +44,125 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+class Load:
+    """``clients`` threads posting ``body`` to ``path`` until stopped; every answer as an :class:`Answer`."""
+
+    def __init__(self, base_url: str, path: str, body: dict, *, key: str, clients: int = 4, timeout: float = 60,
+                 headers: dict | None = None):
+        import threading
+
+        self.url, self.body, self.key, self.timeout = base_url + path, body, key, timeout
+        self.headers = headers or {}
+        self.answers: list[Answer] = []
+        self.lock = threading.Lock()
+        self.running = threading.Event()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self):
+        import requests
+
+        session = requests.Session()
+        session.headers.update({"X-API-Key": self.key, **self.headers})
+        while self.running.is_set():
+            started = time.monotonic()
+            try:
+                response = session.post(self.url, json=self.body, timeout=self.timeout)
+                answer = Answer.of(started, response)
+            except requests.RequestException as error:
+                answer = Answer(started, time.monotonic(), type(error).__name__)
+                time.sleep(0.05)  # the port is closed: do not spin
+            with self.lock:
+                self.answers.append(answer)
+
+    def __enter__(self):
+        self.running.set()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running.clear()
+        for thread in self.threads:
+            thread.join(90)
+
+    def snapshot(self) -> list["Answer"]:
+        with self.lock:
+            return list(self.answers)
+
+    def between(self, start: float, end: float) -> list["Answer"]:
+        """Answers to requests sent between two moments (time.monotonic())."""
+        return [a for a in self.snapshot() if start <= a.started < end]
+
+
+class Answer:
+    """One request: when it was sent and answered, the HTTP status (or the exception's name), the body."""
+
+    def __init__(self, started: float, ended: float, status, body=None, headers=None):
+        self.started, self.ended, self.status, self.body, self.headers = started, ended, status, body, headers or {}
+
+    @classmethod
+    def of(cls, started: float, response) -> "Answer":
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        return cls(started, time.monotonic(), response.status_code, body, dict(response.headers))
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def code(self) -> str | None:
+        """The provider error code of an error answer."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
+            return self.body["error"].get("code")
+        return None
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.code}, {self.seconds:.2f}s)"
+
+
+class HealthPoller:
+    """Polls a gRPC server's health (directly, not through Envoy) in a thread: (time, status name) samples."""
+
+    def __init__(self, address: str, interval: float = 0.1):
+        import threading
+
+        self.address, self.interval = address, interval
+        self.samples: list[tuple[float, str]] = []
+        self.running = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while self.running.is_set():
+                try:
+                    status = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status)
+                except grpc.RpcError as error:
+                    status = error.code().name
+                self.samples.append((time.monotonic(), status))
+                time.sleep(self.interval)
+
+    def __enter__(self):
+        self.running.set()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running.clear()
+        self.thread.join(10)
+
+    def statuses(self, start: float = 0.0, end: float = float("inf")) -> list[str]:
+        return [status for at, status in list(self.samples) if start <= at < end]
+
+    def first(self, status: str, after: float = 0.0) -> float | None:
+        """When ``status`` was first seen after ``after``."""
+        return next((at for at, seen in list(self.samples) if at >= after and seen == status), None)

@@ -94,6 +94,31 @@ class PostgresCluster:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.database_url(name)
 
+    def server_pids(self) -> list[int]:
+        """The postmaster and every backend and helper process it started."""
+        postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True,
+                                  text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def pause(self) -> list[int]:
+        """SIGSTOP every server process: connections stay open and nothing answers (a hung database)."""
+        import signal
+
+        pids = self.server_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume(self, pids: list[int] | None = None) -> None:
+        import signal
+
+        for pid in pids or self.server_pids():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         """Stop the server (immediately) and delete the cluster's directory; idempotent."""
         if self.root is None:

@@ -45,7 +45,7 @@ def busy_stack(span_checkpoint, cache_dir, work_dir):
 
 def counter(stack, name: str) -> float:
     text = requests.get(stack.metrics_url, timeout=10).text
-    values = [float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M)]
+    values = [float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)]
     return sum(values)
 
 

@@ -102,7 +102,7 @@ def test_cached_ir_load_is_the_full_load(full_load, cache_dir):
     assert list(ours) == list(theirs)
     assert all(torch.equal(ours[name], theirs[name]) and ours[name].dtype == theirs[name].dtype for name in ours)
     assert cold.model.encoder.config.to_dict() == full.model.encoder.config.to_dict()
-    assert cold.model.name_or_path == full.model.name_or_path and cold.memory_bytes == full.memory_bytes
+    assert cold.model.name_or_path == full.model.name_or_path and cold.weights_bytes == full.weights_bytes
     assert not cold.model.training
     assert _outputs(cold.model) == _outputs(full.model)  # same compiled encoder, same heads: identical
     reference = loaded(path, "torch", cache_dir).model  # and the library's PyTorch reference agrees

@@ -251,7 +251,8 @@ def test_typed_endpoint_prints_proto_names_and_defaults(base):
     response = requests.post(f"{base}/v1/extract", json={"text": "x", "unknown_field": 1}, timeout=10)
     assert response.status_code == 200, response.text  # unknown body fields are dropped
     # Fields with presence (messages) stay out when unset; scalars are printed.
-    assert response.json() == {"model_id": "fake", "latency_ms": 1.5, "inference_id": "", "chunks": 0}
+    assert response.json() == {"model_id": "fake", "latency_ms": 1.5, "inference_id": "", "chunks": 0,
+                               "queue_ms": 0}
 
 
 def test_response_larger_than_a_connection_buffer(base):

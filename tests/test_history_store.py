@@ -537,3 +537,179 @@ def test_a_failing_row_fails_only_its_own_writer():
         writer.write(["bad"])
     writer.write(["d"])
     assert committed[-1] == "d"
+
+
+# -- a database that does not answer ---------------------------------------------
+
+def test_a_stuck_commit_times_out_its_callers_and_the_writer_carries_on():
+    from gliner_server.history.group_commit import CommitTimeout, GroupCommit
+
+    gate, committed = threading.Event(), []
+
+    def commit(rows):
+        if "stuck" in rows:
+            assert gate.wait(10)
+        committed.extend(rows)
+        return [f"id-{row}" for row in rows]
+
+    writer = GroupCommit(commit)
+    outcomes = {}
+    stuck = threading.Thread(target=lambda: outcomes.setdefault("stuck", _attempt(writer, ["stuck"], 0.2)))
+    stuck.start()
+    assert wait_until(lambda: writer.busy_for() is not None)
+    queued = _attempt(writer, ["queued"], 0.2)   # waits behind the stuck commit, then gives up
+    stuck.join(5)
+    assert isinstance(outcomes["stuck"], CommitTimeout) and outcomes["stuck"].in_flight
+    assert isinstance(queued, CommitTimeout) and not queued.in_flight
+    assert writer.busy_for() >= 0.2 and writer.queued() == 0   # the dropped rows are gone, never committed
+    gate.set()
+    assert writer.write(["after"], timeout=5) == ["id-after"]
+    assert committed == ["stuck", "after"] and writer.busy_for() is None and writer.failing_for() is None
+
+
+def _attempt(writer, rows, timeout):
+    try:
+        return writer.write(rows, timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - inspected by the test
+        return error
+
+
+def wait_until(predicate, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_store_refuses_new_inferences_at_once_while_a_commit_is_stuck(tmp_path):
+    """The history a request would be recorded in is stuck: refuse before any model work (503), then recover."""
+    import time
+
+    url = f"sqlite:///{tmp_path}/history.db"
+    with HistoryStore.open(url, timeout_s=0.3) as store:
+        store.check_writable()
+        gate = threading.Event()
+        original = store._writes.commit
+        store._writes.commit = lambda rows: (gate.wait(10), original(rows))[1]
+        first = threading.Thread(target=lambda: _attempt_record(store))
+        first.start()
+        assert wait_until(lambda: store._writes.busy_for() is not None and store._writes.busy_for() > 0.35)
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as refused:
+            store.check_writable()
+        assert refused.value.kind is ErrorKind.UNAVAILABLE and time.monotonic() - started < 0.05
+        assert "waiting for the database" in refused.value.message and refused.value.retry_after_s >= 1
+        assert store.stalled_for()[0] > 0.3
+        with pytest.raises(ServiceError) as timed_out:
+            store.record(make_record())
+        assert timed_out.value.kind is ErrorKind.UNAVAILABLE and "not acknowledged" in timed_out.value.message
+        gate.set()
+        first.join(5)
+        assert wait_until(lambda: store._writes.busy_for() is None)
+        store._writes.commit = original
+        store.check_writable()
+        rec = make_record()
+        store.record(rec)
+        assert store.get("alice", rec.id) == rec and store.stalled_for() is None
+
+
+def _attempt_record(store):
+    try:
+        store.record(make_record())
+    except ServiceError:
+        pass
+
+
+def test_reads_of_a_database_that_does_not_answer_are_503_within_the_timeout(tmp_path):
+    import time
+
+    with HistoryStore.open(f"sqlite:///{tmp_path}/history.db", timeout_s=0.3, io_threads=1) as store:
+        gate = threading.Event()
+        original = store._transaction
+
+        def stuck(*args, **kwargs):
+            gate.wait(10)
+            return original(*args, **kwargs)
+
+        store._transaction = stuck
+        started = time.monotonic()
+        for _ in range(3):   # the one history thread is stuck: later calls wait in its queue, and time out too
+            with pytest.raises(ServiceError) as caught:
+                store.list("alice")
+            assert caught.value.kind is ErrorKind.UNAVAILABLE and "did not answer within 0.3s" in caught.value.message
+        assert time.monotonic() - started < 2.0
+        gate.set()
+        store._transaction = original
+        assert store.list("alice") == ([], 0)
+
+
+def test_a_failing_database_is_probed_until_it_takes_writes_again(tmp_path):
+    with HistoryStore.open(f"sqlite:///{tmp_path}/history.db", timeout_s=1.0) as store:
+        failing = [True]
+        original_insert, original_probe = store._writes.commit, store._write_heartbeat
+
+        def insert(rows):
+            if failing[0]:
+                raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+            return original_insert(rows)
+
+        def heartbeat():
+            if failing[0]:
+                raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+            original_probe()
+
+        store._writes.commit, store._write_heartbeat = insert, heartbeat
+        with pytest.raises(ServiceError) as refused:
+            store.record(make_record())
+        assert refused.value.kind is ErrorKind.UNAVAILABLE and "refused the record" in refused.value.message
+        assert store.stalled_for() is not None and "failing" in store.stalled_for()[1]
+        with pytest.raises(ServiceError):
+            store.check_writable()     # for a second after a failure: refused before any model work
+        assert store.probe() is False and store.stalled_for() is not None
+        failing[0] = False
+        assert store.probe() is True and store.stalled_for() is None
+        store.check_writable()
+        store.record(make_record())
+
+
+def test_an_export_streams_in_pages(store):
+    for i in range(1200):
+        rec = make_record(client_id="exporter", at=i, text=f"Tim Cook {i} leads Apple.")
+        store.record(rec)
+        store.add_feedback("exporter", rec.id, "correct")
+    pages = list(store.export_training_pages(client_id="exporter", page_rows=500))
+    assert [len(page) for page in pages] == [500, 500, 200]
+    texts = [json.loads(line)["input"] for page in pages for line in page]
+    assert texts == [f"Tim Cook {i} leads Apple." for i in range(1200)]   # in order, each once
+
+
+def test_an_export_larger_than_the_grpc_message_limit_arrives_whole(tmp_path):
+    """ExportFeedback streams: an export of many times the server's message limit reaches the client."""
+    import grpc
+
+    from gliner_client.v1 import history_service_pb2, history_service_pb2_grpc
+    from gliner_server.core.recording import RecordingEngine
+    from gliner_server.grpc_api.server import GrpcServer
+
+    with HistoryStore.open(f"sqlite:///{tmp_path}/history.db") as store:
+        for i in range(1500):
+            rec = make_record(client_id="anonymous", at=i, text=f"Tim Cook {i} leads Apple. " + "x" * 400)
+            store.record(rec)
+            store.add_feedback("anonymous", rec.id, "correct")
+        server = GrpcServer(RecordingEngine(None, store), address="127.0.0.1:0", max_send_bytes=128 * 1024)
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = history_service_pb2_grpc.InferenceHistoryServiceStub(channel)
+                messages = list(stub.ExportFeedback(history_service_pb2.ExportFeedbackRequest(), timeout=60))
+        finally:
+            server.stop(0)
+    data = b"".join(m.data for m in messages)
+    assert len(data) > 4 * 128 * 1024 and len(messages) >= 3
+    assert {m.content_type for m in messages} == {"application/x-ndjson"}
+    lines = data.decode().splitlines()
+    assert len(lines) == 1500 and json.loads(lines[-1])["input"].startswith("Tim Cook 1499 ")

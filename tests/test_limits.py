@@ -6,6 +6,8 @@ library's own ``batch_extract_long``; the last ones go through the real
 """
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 import requests
@@ -181,7 +183,54 @@ def test_native_grpc_messages_over_the_limit_are_refused(small_window_stack):
     from gliner_client import build_schema as proto_schema
 
     with GlinerClient(f"127.0.0.1:{small_window_stack.port}", api_key=API_KEY) as client:
-        with pytest.raises(GlinerError) as caught:
-            client.extract("z" * 70000, proto_schema(entities=["a"]))
+        with pytest.raises(GlinerError) as caught:   # over --max-request-bytes plus the 64 KiB of headroom
+            client.extract("z" * 140000, proto_schema(entities=["a"]))
         assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(GlinerError) as within:    # within it: the server's own text limit, 413
+            client.extract("z" * 70000, proto_schema(entities=["a"]))
+        assert within.value.code == grpc.StatusCode.OUT_OF_RANGE and "at most 5000" in within.value.message
         assert client.extract(SEED_TEXT, proto_schema(entities=["person"])).chunks == 1  # and it still serves
+
+
+@pytest.mark.parametrize("padding", [0, 1, 8, 64])
+def test_a_body_at_the_byte_limit_is_served_not_refused_as_busy(small_window_stack, padding):
+    """A REST body just within --max-request-bytes becomes a gRPC message a few bytes larger: the server takes
+    it (Envoy's 413 is the one bound), instead of refusing it as RESOURCE_EXHAUSTED, a 429 that says "retry"."""
+    body = json.dumps({"text": SEED_TEXT, "labels": ["person"]}).encode()
+    exact = body[:-1] + b" " * (65536 - len(body) - padding) + b"}"
+    assert len(exact) == 65536 - padding
+    response = requests.post(small_window_stack.base_url + "/gliner-2", data=exact, timeout=60,
+                             headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    over = requests.post(small_window_stack.base_url + "/gliner-2", data=exact + b" " * (padding + 1), timeout=60,
+                         headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+    assert over.status_code == 413 and over.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+DEEP = 20_000
+
+
+@pytest.mark.parametrize("path, template", [
+    ("/gliner-2", '{"text": "x", "labels": %s}'),
+    ("/inference", '{"text": "x", "schema": {"entities": %s}}'),
+    ("/run", '{"input": %s}'),
+    ("/v1/extract", '{"text": "x", "schema": {"entities": %s}}'),
+    ("/v1/extract:batch", '{"texts": %s}'),
+    ("/inferences/inf_00000000000000000000000000/feedback", '{"verdict": "incorrect", "corrected_output": {"a": %s}}'),
+    ("/v1/feedback:export", '{"x": %s}'),
+])
+def test_a_body_nested_thousands_of_levels_deep_is_a_clear_400(small_window_stack, path, template):
+    data = (template % ("[" * DEEP + "]" * DEEP)).encode()
+    response = requests.post(small_window_stack.base_url + path, data=data, timeout=60,
+                             headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
+    assert response.status_code == 400, (path, response.status_code, response.text[:300])
+    body = response.json()
+    assert body["error"]["code"] == "INVALID_REQUEST" and body["detail"], body
+
+
+@pytest.mark.parametrize("path", ["/inferences/%00", "/inferences/a%00b", "/gliner-2%00"])
+def test_malformed_paths_get_a_message_saying_what_is_wrong(small_window_stack, path):
+    response = requests.get(small_window_stack.base_url + path, headers={"X-API-Key": API_KEY}, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    body = response.json()
+    assert body["error"]["code"] and body["detail"] and body["detail"] == body["error"]["message"], body

@@ -103,11 +103,13 @@ def test_fine_tuned_checkpoint_routes_to_its_own_weights(registry, fine_tuned_di
     assert entities(served.model, SEED_TEXT, threshold=0.0) != entities(base, SEED_TEXT, threshold=0.0)
 
 
-def test_memory_estimate_counts_heads_and_ir_weights(registry, ir_cache):
+def test_memory_estimate_counts_heads_and_ir_weights_at_least(registry, ir_cache):
     model = registry.get("base")
     ir_sizes = {p.stat().st_size for p in (ir_cache / "ir").glob("*/encoder.bin")}
     head_bytes = sum(p.numel() * p.element_size() for p in model.model.parameters())  # encoder is OpenVINO's
-    assert head_bytes > 0 and model.memory_bytes - head_bytes in ir_sizes
+    assert head_bytes > 0 and model.weights_bytes - head_bytes in ir_sizes
+    # what the memory bound counts: the resident memory the load took, never less than the weights
+    assert model.memory_bytes >= model.weights_bytes
 
 
 def test_unknown_id_is_not_found(registry):

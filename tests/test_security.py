@@ -10,6 +10,7 @@ import grpc
 import pytest
 import requests
 
+from helpers import wait_for
 from conftest import API_KEY, SEED_TEXT, start_stack, stop_stack
 
 from gliner_server.grpc_api.server import PROTO_MODULES, SERVICE_NAMES
@@ -58,20 +59,29 @@ def test_texts_and_keys_never_reach_the_logs(stack, work_dir):
     """Every route, successes and failures, privacy mode on and off: the run directory's logs hold neither."""
     marker = f"Zyxwv{time.time_ns()} Tim Cook"
     headers = {"X-API-Key": API_KEY}
-    calls = [
-        ("/gliner-2", {"text": marker, "labels": ["person"]}),
-        ("/gliner-2", {"text": marker, "labels": ["person"], "privacy_mode": True}),
-        ("/gliner-2", {"text": marker, "labels": "not-a-list"}),
-        ("/gliner-2", {"text": [marker] * 100, "labels": ["person"]}),
-        ("/inference", {"text": marker, "schema": {"entities": ["person"]}}),
-        ("/inference", {"text": marker, "schema": {"unknown": ["x"]}}),
-        ("/run", {"input": [{"text": marker, "parameters": {"entity_types": ["person"]}}]}),
-        ("/v1/extract", {"text": marker, "schema": {"entities": [{"name": "person"}]}}),
+    calls = [  # (path, body, the status it must get: so the logs below really saw these calls)
+        ("/gliner-2", {"text": marker, "labels": ["person"]}, 200),
+        ("/gliner-2", {"text": marker, "labels": ["person"], "privacy_mode": True}, 200),
+        ("/gliner-2", {"text": marker, "labels": "not-a-list"}, 400),
+        ("/gliner-2", {"text": [marker] * 100, "labels": ["person"]}, 400),
+        ("/inference", {"text": marker, "schema": {"entities": ["person"]}}, 200),
+        ("/inference", {"text": marker, "schema": {"unknown": ["x"]}}, 400),
+        ("/run", {"input": [{"text": marker, "parameters": {"entity_types": ["person"]}}]}, 200),
+        ("/v1/extract", {"text": marker, "schema": {"entities": [{"name": "person"}]}}, 200),
     ]
-    for path, body in calls:
-        requests.post(stack.base_url + path, json=body, headers=headers, timeout=30)
-    requests.post(stack.base_url + "/gliner-2", data=f'{{"text": "{marker}", '.encode(), headers=headers, timeout=30)
-    time.sleep(1.5)  # Envoy flushes its logs every second
+    request_ids = []
+    for index, (path, body, status) in enumerate(calls):
+        request_ids.append(f"secret-check-{time.time_ns()}-{index}")
+        response = requests.post(stack.base_url + path, json=body, timeout=30,
+                                 headers={**headers, "X-Request-Id": request_ids[-1]})
+        assert response.status_code == status, (path, response.text)
+    request_ids.append(f"secret-check-{time.time_ns()}-malformed")
+    malformed = requests.post(stack.base_url + "/gliner-2", data=f'{{"text": "{marker}", '.encode(), timeout=30,
+                              headers={**headers, "X-Request-Id": request_ids[-1]})
+    assert malformed.status_code == 400
+    # Every call is in the server's request log and in Envoy's access log (both in serve.log): they were logged.
+    assert wait_for(lambda: all(stack.log_path.read_text().count(f"request_id={rid}") >= 2 for rid in request_ids),
+                    10), stack.log()
     run_dir = work_dir / "stack"
     logs = [p for p in run_dir.rglob("*") if p.is_file() and "data" not in p.relative_to(run_dir).parts]
     assert any(p.name == "serve.log" for p in logs) and any("envoy" in p.parts for p in logs)

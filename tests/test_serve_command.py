@@ -82,3 +82,71 @@ def test_missing_directory_fails_fast(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gliner_server.cli", "--model", str(tmp_path / "nope"),
                              "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "No checkpoint directory" in result.stderr
+
+
+def test_sigterm_during_a_long_model_load_stops_at_once(big_checkpoints, tmp_path):
+    """SIGTERM while the model is still being converted (a fresh cache): the command stops within seconds,
+    exits 0 and never says SERVING, instead of finishing the load and the warm-up first."""
+    run_dir = tmp_path / "run"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gliner_server.cli", "--model", str(big_checkpoints[0]),
+                                    "--port", "0", "--cache-dir", str(tmp_path / "fresh-cache"),
+                                    "--run-dir", str(run_dir), "--data-dir", str(tmp_path / "data")],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while b"converting the encoder" not in log_path.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        stopped_in = time.monotonic() - signalled
+    finally:
+        process.kill()
+    log = log_path.read_text()
+    print(f"stopped {stopped_in:.2f}s after SIGTERM, during the conversion")
+    assert code == 0 and stopped_in < 5, log
+    assert "stopped during start-up (SIGTERM)" in log and "SERVING" not in log.replace("NOT_SERVING", "")
+    assert not _pids_alive(_envoy_pids(run_dir)), "Envoy outlived gliner2-serve"
+
+
+@pytest.mark.parametrize("limits, long_body, status", [
+    (["--max-text-chars", "50"], {"text": SEED_TEXT + " And more text.", "labels": ["person"]}, 413),
+    (["--long-text", "reject", "--window-words", "8"], {"text": SEED_TEXT, "labels": ["person"]}, 413),
+], ids=["max-text-chars", "long-text-reject"])
+def test_tight_limits_apply_to_callers_not_to_the_warm_up(limits, long_body, status, span_checkpoint, cache_dir,
+                                                         tmp_path):
+    stack = start_stack(span_checkpoint, cache_dir, tmp_path / "run", *limits)
+    try:
+        assert requests.post(stack.base_url + "/gliner-2", json={"text": "Tim Cook.", "labels": ["person"]},
+                             timeout=30).status_code == 200
+        refused = requests.post(stack.base_url + "/gliner-2", json=long_body, timeout=30)
+        assert refused.status_code == status and refused.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    finally:
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(timeout=30) == 0, stack.log()
+    assert "Traceback" not in stack.log()
+
+
+DIGESTS = """
+import sys
+from pathlib import Path
+from gliner_server.runtime.checkpoint import content_digest
+cache, work, who = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+for i in range(60):
+    checkpoint = work / f"{who}-{i}"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text(str(i))
+    content_digest(checkpoint, cache)
+"""
+
+
+def test_replicas_sharing_a_cache_write_its_digest_memo_without_clashing(tmp_path):
+    """Every new checkpoint digest rewrites the shared memo file; two processes doing it at once must not trip
+    over each other's temporary file."""
+    children = [subprocess.Popen([sys.executable, "-c", DIGESTS, str(tmp_path / "cache"), str(tmp_path / "work"),
+                                  f"p{n}"], stderr=subprocess.PIPE, text=True) for n in range(3)]
+    errors = [child.communicate(timeout=120)[1] for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0], errors

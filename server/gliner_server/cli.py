@@ -22,6 +22,7 @@ from .supervisor import REPLICA_ENV
 from .runtime.openvino_encoder import PRECISIONS
 
 logger = logging.getLogger("gliner2-serve")
+OWN_LOGGERS = ("gliner2-serve", "gliner_server", "gliner2.access")
 
 WARM_UP_TEXTS = ("Apple CEO Tim Cook announced iPhone 15 in Cupertino yesterday.",
                  " ".join(["The quarterly report from Contoso in Berlin lists revenue and staff."] * 8))
@@ -190,6 +191,11 @@ def main(argv=None) -> None:
     tag = f" replica-{replica}" if replica is not None and args.no_envoy else ""
     logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration plugin otherwise
+    # Our loggers get their level of their own: OpenVINO's model conversion sets the *root* logger to
+    # ERROR while it runs (openvino.tools.ovc.logger.init_logger), which would silence every request
+    # line and start-up message of the process meanwhile (a model loaded on first use converts, too).
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(args.log_level.upper())
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -255,6 +261,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
                         max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes)
     server.start()  # NOT_SERVING until the model is loaded and warm
+    metrics.SERVING.set_function(lambda: 1 if server.serving else 0)
     # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)
     # meanwhile, and its health check sees the server turn SERVING within a fraction of a second.
     envoy = None
@@ -262,8 +269,12 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
         envoy = SupervisedEnvoy(args, [(args.grpc_host, server.port)], max_request_bytes)
         envoy.start(wait=False)
     if args.metrics_port:
-        metrics.serve_metrics(args.metrics_port, registry, host=args.metrics_host,
-                              envoy_admin=(lambda path: envoy.process.admin(path)) if envoy else None)
+        try:
+            metrics.serve_metrics(args.metrics_port, registry, host=args.metrics_host,
+                                  envoy_admin=(lambda path: envoy.process.admin(path)) if envoy else None)
+        except OSError as error:
+            _release(envoy, server, history)
+            sys.exit(f"gliner2-serve: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {error}")
     watch = None
     try:
         model = registry.preload(stop=stop.event)
@@ -300,7 +311,6 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
 
     healthy = True
     while not stop.event.wait(1.0):
-        metrics.SERVING.set(1 if server.serving else 0)
         if envoy is not None and not envoy.keep_running():
             healthy = False
             break

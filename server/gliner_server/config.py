@@ -72,7 +72,7 @@ class EndpointConfig(_Strict):
 
 
 class ApiKeyConfig(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)   # the client id the history records
     key: Optional[str] = None
     key_env: Optional[str] = None
     key_file: Optional[str] = None

@@ -123,6 +123,9 @@ class EnvoyCollector:
     def __init__(self, admin):
         self.admin = admin    # callable: path -> text or None
 
+    def describe(self):
+        return [CounterMetricFamily("gliner_envoy_refusals", "", labels=["reason"])]
+
     def collect(self):
         family = CounterMetricFamily("gliner_envoy_refusals", "Requests Envoy refused itself, by reason "
                                      "(rate_limit: the per-API-key limit; no_healthy_upstream)", labels=["reason"])

@@ -47,13 +47,13 @@ class Replica:
                         "--no-envoy", "--grpc-host", "127.0.0.1", "--grpc-port", str(port)]
         if metrics_port:  # its own loopback endpoint; the supervisor serves them all on --metrics-port
             self.command += ["--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"]
+        self.process: subprocess.Popen | None = None
+        self.restarts = RestartBudget()
+        self.given_up = False
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
-        self.process: subprocess.Popen | None = None
-        self.restarts = RestartBudget()
-        self.given_up = False
 
     def start(self) -> None:
         from .envoy.process import die_with_parent
@@ -106,11 +106,7 @@ def run_replicas(args, argv: list[str], stop) -> int:
     try:
         envoy.start()
         if args.metrics_port:
-            from .metrics import serve_replica_metrics
-
-            serve_replica_metrics(args.metrics_port, args.metrics_host,
-                                  lambda: [(r.index, r.metrics_url) for r in replicas],
-                                  envoy_admin=lambda path: envoy.process.admin(path))
+            _serve_metrics(args, lambda: [(r.index, r.metrics_url) for r in replicas], envoy)
         while not stop.event.wait(0.2):
             failed = [r for r in replicas if r.process is not None and r.exited() is not None]
             if failed:
@@ -152,15 +148,27 @@ def run_replicas(args, argv: list[str], stop) -> int:
     return 0 if healthy else 1
 
 
+def _serve_metrics(args, replicas, envoy) -> None:
+    from .metrics import serve_replica_metrics
+
+    try:
+        serve_replica_metrics(args.metrics_port, args.metrics_host, replicas,
+                              envoy_admin=lambda path: envoy.process.admin(path))
+    except OSError as error:
+        raise SystemExit(f"gliner2-serve: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                         f"{error}") from None
+
+
 def run_front(args, stop) -> int:
     """Envoy alone in front of ``--upstream`` replicas."""
     envoy = SupervisedEnvoy(args, args.upstream, _max_request_bytes(args))
     envoy.start()
     if args.metrics_port:  # the front has no replicas of its own to read: Envoy's refusals only
-        from .metrics import serve_replica_metrics
-
-        serve_replica_metrics(args.metrics_port, args.metrics_host, lambda: [],
-                              envoy_admin=lambda path: envoy.process.admin(path))
+        try:
+            _serve_metrics(args, lambda: [], envoy)
+        except SystemExit:
+            envoy.stop(idle_timeout_s=0)
+            raise
     waited = time.monotonic()
     while not stop.event.wait(0.2):
         if (envoy.process.healthy_upstreams() or 0) > 0:

@@ -33,6 +33,7 @@ class Caller:
 
 
 ANONYMOUS = Caller("anonymous")
+MAX_ID_CHARS = 200   # project and training job ids (the history's columns hold this much)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class Provenance:
     training_job_id: Optional[str] = None
     privacy_mode: bool = False              # asked for by this request
     parameters: dict = field(default_factory=dict)   # other request parameters, JSON
+
+    def __post_init__(self):
+        for name in ("project_id", "training_job_id"):
+            value = getattr(self, name)
+            if value is not None and len(value) > MAX_ID_CHARS:
+                raise ServiceError.invalid(f"{name} has {len(value)} characters; at most {MAX_ID_CHARS}", field=name)
 
     @property
     def private(self) -> bool:

@@ -163,6 +163,15 @@ def _local_reply_config() -> dict:
             "body": {"inline_string": _UNHEALTHY_MESSAGE},
             "body_format_override": _error_format(ErrorKind.UNAVAILABLE.provider_code),
         },
+        {   # paths Envoy's normaliser refuses before routing (an encoded NUL, a fragment) get no body of their own
+            "filter": {"and_filter": {"filters": [
+                _status_filter("EQ", 400),
+                {"header_filter": {"header": {"name": ":path", "string_match": {"safe_regex": {
+                    "regex": MALFORMED_PATH_REGEX}}}}},
+            ]}},
+            "body": {"inline_string": MALFORMED_PATH_MESSAGE},
+            "body_format_override": _error_format(ErrorKind.INVALID_REQUEST.provider_code),
+        },
         {   # the per-API-key rate limit: its own status, told apart from the server's 429s, becomes 429
             # (the filter sets its RL response flag only after the local reply has been mapped)
             "filter": _status_filter("EQ", RATE_LIMIT_STATUS),
@@ -188,6 +197,9 @@ def _descriptor_source(settings: EnvoySettings, descriptor: bytes) -> dict:
     return {"proto_descriptor_bin": base64.b64encode(descriptor).decode()}
 
 
+MALFORMED_PATH_REGEX = r"(?i).*(%00|#).*"
+MALFORMED_PATH_MESSAGE = ("The request path is malformed: it contains an encoded NUL byte (%00) or a fragment (#), "
+                          "which no route takes")
 RATE_LIMIT_STATUS = 423  # what the rate limit filter answers (nothing else here uses it); mapped to 429
 RATE_LIMITED_MESSAGE = "Rate limit exceeded for this API key; retry after Retry-After seconds"
 _ALWAYS = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}

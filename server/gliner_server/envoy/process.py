@@ -205,6 +205,8 @@ class EnvoyProcess:
             f"envoy not LIVE after {self.startup_timeout_s}s\n{self.log_tail()}")
 
     def _admin_get(self, path: str) -> str | None:
+        if self.admin_port is None:  # not started, or not yet LIVE
+            return None
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.admin_port}{path}", timeout=2

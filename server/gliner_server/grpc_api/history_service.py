@@ -53,10 +53,11 @@ class InferenceHistoryService(history_grpc.InferenceHistoryServiceServicer):
     """Every call takes one of ``admission``'s slots (a few threads, apart from the model calls' and from
     those kept for health checks) and waits at most the store's timeout for the database."""
 
-    def __init__(self, store, keys: ApiKeys, admission: Admission | None = None):
+    def __init__(self, store, keys: ApiKeys, admission: Admission | None = None, *, chunk_bytes: int = 1 << 20):
         self.store = store
         self.keys = keys
         self.admission = admission or Admission(4, "history calls")
+        self.chunk_bytes = chunk_bytes   # most bytes of JSONL per streamed message
 
     def _client(self, context, call) -> str:
         return caller_of(self.keys, context, call).client_id
@@ -96,7 +97,31 @@ class InferenceHistoryService(history_grpc.InferenceHistoryServiceServicer):
     def ExportFeedback(self, request, context, call):
         client = self._client(context, call)
         with self.admission.slot():
+            sent = False
             for lines in self.store.export_training_pages(client_id=client):
-                body = json_http_body("".join(lines).encode())
-                body.content_type = "application/x-ndjson"
-                yield body
+                for chunk in _chunks(lines, self.chunk_bytes):
+                    yield _ndjson(chunk)
+                    sent = True
+            if not sent:   # an empty export is still an (empty) NDJSON body, not a JSON one
+                yield _ndjson(b"")
+
+
+def _chunks(lines: list[str], limit: int):
+    """Whole lines, joined into pieces of at most ``limit`` bytes (a longer line is a piece of its own)."""
+    piece: list[bytes] = []
+    size = 0
+    for line in lines:
+        data = line.encode()
+        if piece and size + len(data) > limit:
+            yield b"".join(piece)
+            piece, size = [], 0
+        piece.append(data)
+        size += len(data)
+    if piece:
+        yield b"".join(piece)
+
+
+def _ndjson(data: bytes):
+    body = json_http_body(data)
+    body.content_type = "application/x-ndjson"
+    return body

@@ -42,7 +42,7 @@ class GrpcServer:
 
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
                  endpoints: dict[str, EndpointConfig] | None = None, workers: int = 64, max_run_inputs: int = 64,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_send_bytes: int = MAX_MESSAGE_BYTES):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.admission = Admission.for_workers(workers)
         self.history_admission = Admission.for_history(workers)
@@ -58,7 +58,7 @@ class GrpcServer:
             interceptors=[AuthInterceptor(keys), DecodingInterceptor()],
             # Requests are bounded like REST bodies; answers (e.g. a history export) may be larger.
             options=[("grpc.max_receive_message_length", max_message_bytes + MESSAGE_HEADROOM_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", max_send_bytes),
                      ("grpc.so_reuseport", 0)],
         )
         service_grpc.add_GlinerServiceServicer_to_server(
@@ -66,7 +66,8 @@ class GrpcServer:
             self.server)
         if engine.history is not None:
             history_grpc.add_InferenceHistoryServiceServicer_to_server(
-                InferenceHistoryService(engine.history, keys, self.history_admission), self.server)
+                InferenceHistoryService(engine.history, keys, self.history_admission,
+                                        chunk_bytes=max(4096, max_send_bytes // 4)), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

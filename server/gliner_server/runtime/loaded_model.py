@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,14 @@ class LoadedModel:
     architecture: str
     load_seconds: float
     import_seconds: float = 0.0     # of load_seconds: importing gliner2 (torch, transformers) if not yet imported
-    memory_bytes: int = 0           # approximate resident footprint, see _footprint
+    memory_bytes: int = 0           # resident memory it takes: what loading it grew the process by (or weights_bytes)
+    weights_bytes: int = 0          # its weights: PyTorch parameters left plus the IR's, see _footprint
     batching: BatchPolicy = BatchPolicy()
     events: BatchEvents = NO_EVENTS
     _scheduler: BatchScheduler | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _counting: threading.local = field(default_factory=threading.local, init=False, repr=False)
+    _counter: Any = field(default=None, init=False, repr=False)          # a tokenizer for request threads
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def scheduler(self) -> BatchScheduler:
         with self._lock:
@@ -105,23 +108,38 @@ class LoadedModel:
     def count_tokens(self, text: str) -> int:
         """Subword tokens of ``text`` by the model's tokenizer (without special tokens).
 
-        Request threads count while the model's worker tokenises with the same
-        fast tokenizer, whose Rust core refuses a call that overlaps another one
-        changing its settings ("Already borrowed"). So each thread counts with a
-        copy of its own (see tests/test_tokenizer_threads.py).
+        Request threads count while the model's worker tokenises with the
+        library's fast tokenizer, whose Rust core refuses a call that overlaps
+        another one changing its settings ("Already borrowed"). So request
+        threads count with a copy of their own, one at a time (counting is rare:
+        only texts that may exceed a pass's token limit; see
+        tests/test_tokenizer_threads.py).
         """
-        tokenizer = getattr(self._counting, "tokenizer", None)
-        if tokenizer is None:
-            tokenizer = self._counting.tokenizer = copy.deepcopy(self.model.processor.tokenizer)
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self._counter_lock:
+            if self._counter is None:
+                self._counter = copy.deepcopy(self.model.processor.tokenizer)
+            return len(self._counter(text, add_special_tokens=False)["input_ids"])
 
     def close(self) -> None:
-        """Stop the scheduler's worker and drop the library model (its memory goes with the last reference)."""
+        """Stop the scheduler's worker and drop the library model, freeing its memory now.
+
+        The heads this runtime installs are methods bound to the model's own
+        modules (``fast_heads``, ``openvino_heads``): reference cycles, which
+        Python frees only when its cycle collector happens to run (rarely, since
+        a model is few, large objects). They are removed here, so the model goes
+        with its last reference; the registry collects what else is left.
+        """
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
-            self.model = None
+            model, self.model = self.model, None
+            self._counter = None
         if scheduler is not None:
             scheduler.close()
+        if model is not None and hasattr(model, "modules"):
+            for module in list(model.modules()):
+                for name, value in list(vars(module).items()):
+                    if isinstance(value, types.MethodType) and value.__self__ is module:
+                        object.__delattr__(module, name)
 
     def _run_batch(self, texts, schemas, options, chunk: int):
         # max_len: the word cap of chunked texts (see long_text.ChunkPlan), None otherwise
@@ -207,6 +225,34 @@ def _merge_adapter(model, adapter: Path) -> None:
                 setattr(parent, name, child.get_base_layer())
 
 
+def resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _resident_growth(before: int) -> int:
+    """What loading took in resident memory: OpenVINO's compiled copies of the weights, the heads, buffers.
+
+    The weights on disk undercount it (the CPU plugin repacks the encoder's
+    weights, so a model holds about twice their size): this is what the
+    registry's ``max_loaded_bytes`` is measured against. Loads run one at a
+    time on the registry's loader thread, so the growth is this model's.
+    """
+    import gc
+
+    from .registry import release_freed_memory
+
+    gc.collect()               # the PyTorch encoder a conversion dropped
+    release_freed_memory()
+    return max(0, resident_bytes() - before) if before else 0
+
+
 def _footprint(model, ir_path: Path | None) -> int:
     """Bytes of the PyTorch parameters and buffers still in use plus the IR weights.
 
@@ -255,6 +301,7 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
     imported = time.perf_counter()
     import gliner2  # noqa: F401 - timed apart: the library import dominates a cold start
     import_seconds = time.perf_counter() - imported
+    resident_before = resident_bytes()
     if compilation is not None:
         model = lean_load.load_without_encoder(checkpoint.path)
         if model is not None:
@@ -286,5 +333,6 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
         model_id=model_id, model=model, precision=precision,
         architecture=getattr(model, "architecture", "span"),
         load_seconds=time.perf_counter() - started, import_seconds=import_seconds,
-        memory_bytes=_footprint(model, ir_path),
+        weights_bytes=(weights := _footprint(model, ir_path)),
+        memory_bytes=max(weights, _resident_growth(resident_before)),
     )

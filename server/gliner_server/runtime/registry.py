@@ -368,7 +368,11 @@ def _checkpoint_bytes(spec: ModelSpec) -> int:
 
 
 def release_freed_memory() -> None:
-    """Hand memory freed by an unloaded model back to the system (glibc keeps freed heap pages otherwise)."""
+    """Free what an unloaded model left in reference cycles, and hand freed heap pages back to the system
+    (glibc keeps them otherwise)."""
+    import gc
+
+    gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
