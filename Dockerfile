@@ -16,7 +16,8 @@ RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/wh
 
 USER gliner
 ENV GLINER2_CACHE_DIR=/cache GLINER2_DATA_DIR=/data HF_HOME=/cache/hf
-# 8080: Envoy (REST and gRPC); 50051: a replica's gRPC port (--no-envoy --grpc-port 50051)
-EXPOSE 8080 50051
+# 8080: Envoy (REST and gRPC); 50051: a replica's gRPC port (--no-envoy --grpc-port 50051);
+# 9464: Prometheus metrics (--metrics-port 9464 --metrics-host 0.0.0.0)
+EXPOSE 8080 50051 9464
 ENTRYPOINT ["gliner2-serve"]
 CMD ["--model", "fastino/gliner2-base-v1", "--port", "8080"]

@@ -128,10 +128,10 @@ class Answer:
 class HealthPoller:
     """Polls a gRPC server's health (directly, not through Envoy) in a thread: (time, status name) samples."""
 
-    def __init__(self, address: str, interval: float = 0.1):
+    def __init__(self, address: str, interval: float = 0.1, service: str = ""):
         import threading
 
-        self.address, self.interval = address, interval
+        self.address, self.interval, self.service = address, interval, service
         self.samples: list[tuple[float, str]] = []
         self.running = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
@@ -145,7 +145,7 @@ class HealthPoller:
             while self.running.is_set():
                 try:
                     status = health_pb2.HealthCheckResponse.ServingStatus.Name(
-                        stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status)
+                        stub.Check(health_pb2.HealthCheckRequest(service=self.service), timeout=1).status)
                 except grpc.RpcError as error:
                     status = error.code().name
                 self.samples.append((time.monotonic(), status))

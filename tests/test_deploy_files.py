@@ -39,6 +39,8 @@ def test_compose_replicas_and_front_fit_together():
     for name in ("replica", "front"):
         grace = float(services[name]["stop_grace_period"].rstrip("s"))
         assert grace > _grace_needed(services[name]["command"])
+        args = parse_args(services[name]["command"])   # metrics reachable on the compose network
+        assert args.metrics_host == "0.0.0.0" and services[name]["expose"] == [str(args.metrics_port)]
 
 
 def _manifests() -> dict[tuple[str, str], dict]:
@@ -65,6 +67,17 @@ def test_kubernetes_front_finds_the_replicas_through_the_headless_service():
     assert replica_container["ports"][0]["containerPort"] == replica_args.grpc_port
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert replica_container[probe]["grpc"]["port"] == replica_args.grpc_port  # grpc.health.v1, no key needed
+    # a stalled dependency turns readiness off, never liveness (that would restart every pod)
+    from gliner_server.grpc_api.server import LIVENESS_SERVICE
+
+    assert replica_container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
+    assert "service" not in replica_container["readinessProbe"]["grpc"]
+    for spec, container, args in ((replicas, replica_container, replica_args), (front, front_container, front_args)):
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert args.metrics_host == "0.0.0.0" and ports["metrics"] == args.metrics_port
+        annotations = manifests[("Deployment", "gliner2-replicas" if spec is replicas else "gliner2-front")][
+            "spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(args.metrics_port)
 
     assert front_container["ports"][0]["containerPort"] == front_args.port
     assert front_container["readinessProbe"]["httpGet"]["path"] == "/healthz"
@@ -82,4 +95,4 @@ def test_dockerfile_runs_the_command_with_the_cpu_torch():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["gliner2-serve"]' in dockerfile
     assert '"torch==2.13.0"' in dockerfile and "download.pytorch.org/whl/cpu" in dockerfile
-    assert "EXPOSE 8080 50051" in dockerfile
+    assert "EXPOSE 8080 50051 9464" in dockerfile

@@ -105,10 +105,13 @@ def test_a_paused_postgresql_fails_calls_fast_flips_health_and_recovers(pg, span
     stack = fault_stack(span_checkpoint, cache_dir, work_dir / "pg-pause", "--database-url", url)
     paused: list[int] = []
     try:
-        load, health, fault_at, ended_at = run_fault(stack, lambda: paused.extend(pg.pause()),
-                                                     lambda: pg.resume(paused))
+        with HealthPoller(stack.grpc_address, service="liveness") as liveness:
+            load, health, fault_at, ended_at = run_fault(stack, lambda: paused.extend(pg.pause()),
+                                                         lambda: pg.resume(paused))
         check_fault_answers(load, health, fault_at, ended_at)
         check_acknowledged_are_stored(load, url)
+        # readiness went off, liveness never did: an orchestrator routes around it and does not restart it
+        assert set(liveness.statuses(fault_at, ended_at)) == {"SERVING"}, liveness.statuses(fault_at, ended_at)
     finally:
         pg.resume(paused)
         assert stop_stack(stack) == 0, stack.log()

@@ -64,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="most texts per model pass; concurrent requests share passes (default 16)")
     p.add_argument("--batch-tokens", type=int, default=8192,
                    help="most padded tokens (texts x longest) per model pass (default 8192)")
+    p.add_argument("--runtime-cache-entries", type=int, default=256, metavar="N",
+                   help="input shapes whose kernels OpenVINO keeps per kind of layer (default 256); more take "
+                        "memory that grows with traffic, 0 = none (slower)")
     p.add_argument("--batch-wait-ms", type=float, default=0.0,
                    help="how long a pass waits for more requests when few are queued (default 0)")
 
@@ -124,6 +127,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--upstream runs Envoy alone in front of replicas elsewhere; --replicas starts them here")
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
+    if args.runtime_cache_entries < 0:
+        p.error("--runtime-cache-entries must not be negative")
     for name in ("history_timeout", "stall_seconds", "pass_stall_seconds"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -237,6 +242,9 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .runtime.registry import ModelRegistry, ModelSpec
 
     started = time.perf_counter()
+    from .runtime.openvino_encoder import set_runtime_cache_entries
+
+    set_runtime_cache_entries(args.runtime_cache_entries)
     model_slots = Admission.for_workers(args.workers).limit
     registry = ModelRegistry(
         [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,

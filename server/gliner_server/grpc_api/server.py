@@ -1,9 +1,12 @@
 """Assembles the grpcio server: services, health, reflection, authentication.
 
-Health is SERVING once :meth:`GrpcServer.mark_serving` is called and as long as
-work progresses (:class:`~gliner_server.core.progress.ProgressWatch`: history
-commits and model passes); NOT_SERVING while it is stalled, and for good once
-shutdown starts.
+Health (the whole server, service ``""``, and each API service) is SERVING once
+:meth:`GrpcServer.mark_serving` is called and as long as work progresses
+(:class:`~gliner_server.core.progress.ProgressWatch`: history commits and model
+passes); NOT_SERVING while it is stalled, and for good once shutdown starts:
+that is readiness. The ``liveness`` service is SERVING from start to shutdown:
+that is what a liveness probe should ask, so that a stalled dependency takes a
+replica out of rotation without getting it restarted.
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from .service import GlinerService
 PROTO_MODULES = (service_pb2, history_pb2)
 SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,
                  history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name)
+# A grpc.health.v1 service name that is SERVING while the process runs, whatever its readiness: what a
+# liveness probe asks (a stalled database makes the server NOT_SERVING, which must not get it restarted).
+LIVENESS_SERVICE = "liveness"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 OVERFLOW_CALLS = 64  # calls that may wait for a free thread (the reserved ones answer them quickly)
 # A REST body of max_request_bytes reaches the server wrapped in a message (HttpBody's framing, or a
@@ -75,6 +81,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"could not bind the gRPC server to {address}")
         self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     def _set_status(self, status) -> None:
         for name in ("", *SERVICE_NAMES):

@@ -1,0 +1,119 @@
+"""Resident memory of the server over thousands of ordinary, varied requests.
+
+Starts the real ``gliner2-serve`` (the tiny random checkpoint by default) and
+sends ``/gliner-2`` requests from a few clients: random texts of random lengths
+and, in a first phase, labels no request shared; in a second phase, a fixed
+label set. Every ``--every`` requests it prints the server process's RSS, so a
+cache or buffer that grows with traffic shows as a climbing line; the summary
+gives the growth from the end of warm-up to the end of each phase.
+
+    .venv/bin/python bench/memory_growth.py                       # 2 x 2000 requests, tiny checkpoint
+    .venv/bin/python bench/memory_growth.py --requests 4000 --serve-args "--batch-size 32"
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shlex
+import string
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import KEY, ROOT, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def random_text(rng: random.Random) -> str:
+    words = [("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10)))).capitalize()
+             if rng.random() < 0.2 else "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10)))
+             for _ in range(rng.randint(3, 60))]
+    return " ".join(words) + rng.choice([".", "!", "", "?"])
+
+
+def drive(stack, count: int, unique_labels: bool, clients: int, every: int, seed: int) -> list[tuple[int, float]]:
+    import requests
+
+    rng = random.Random(seed)
+    sent = [0]
+    lock = threading.Lock()
+    timeline: list[tuple[int, float]] = []
+    fixed = ["person", "company", "location", "product"]
+
+    def client(n: int):
+        local = random.Random(seed * 100 + n)
+        session = requests.Session()
+        session.headers["X-API-Key"] = KEY
+        while True:
+            with lock:
+                if sent[0] >= count:
+                    return
+                sent[0] += 1
+                index = sent[0]
+            labels = ([f"label_{index}_{j}_{local.randint(0, 10**9)}" for j in range(local.randint(1, 6))]
+                      if unique_labels else fixed)
+            body = {"text": random_text(local), "labels": labels}
+            response = session.post(stack.base_url + "/gliner-2", json=body, timeout=120)
+            if response.status_code != 200:
+                raise RuntimeError(response.text)
+            if index % every == 0:
+                timeline.append((index, rss_mb(stack.process.pid)))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    del rng
+    return sorted(timeline)
+
+
+def main() -> None:
+    from conftest import start_stack, stop_stack
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per phase (default 2000)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--base", action="store_true", help="the deberta-v3-base-shaped checkpoint instead")
+    parser.add_argument("--serve-args", default="", help="extra gliner2-serve flags")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    import tempfile
+
+    busy = cpu_busy_fraction()
+    with tempfile.TemporaryDirectory(prefix="memory-growth-") as tmp:
+        checkpoint = bench_checkpoint(ROOT / "var" / "bench", tiny=not args.base)
+        stack = start_stack(checkpoint, ROOT / "var" / "bench" / "cache", Path(tmp) / "run", "--api-key", KEY,
+                            *shlex.split(args.serve_args), timeout=300)
+        try:
+            drive(stack, 200, True, args.clients, 50, seed=0)             # warm-up
+            warm = rss_mb(stack.process.pid)
+            print(f"after warm-up: {warm:.0f} MiB", flush=True)
+            phases = {}
+            for name, unique in (("unique labels", True), ("fixed labels", False)):
+                timeline = drive(stack, args.requests, unique, args.clients, args.every, seed=len(phases) + 1)
+                for index, mb in timeline:
+                    print(f"  {name:14s} {index:6d} requests  RSS {mb:8.1f} MiB", flush=True)
+                phases[name] = timeline
+        finally:
+            stop_stack(stack)
+    end = phases["fixed labels"][-1][1]
+    first_end = phases["unique labels"][-1][1]
+    print(f"RSS after warm-up {warm:.0f} MiB -> {first_end:.0f} MiB after unique labels -> {end:.0f} MiB after "
+          f"fixed labels: {100 * (end - warm) / warm:+.1f} % (machine busy {100 * busy:.0f} % before)")
+    write_report({"warm_mb": warm, "phases": phases, "growth_pct": 100 * (end - warm) / warm, "busy": busy},
+                 args.out, "memory-growth")
+
+
+if __name__ == "__main__":
+    main()
