@@ -18,7 +18,6 @@ import shlex
 import string
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -167,9 +167,14 @@ def test_a_rest_client_that_disconnects_has_its_queued_work_dropped(busy_stack):
 @pytest.fixture(scope="module")
 def limited_stack(span_checkpoint, cache_dir, work_dir):
     stack = start_stack(span_checkpoint, cache_dir, work_dir / "limited-stack", "--api-key", API_KEY,
-                        "--api-key", OTHER_KEY, "--rate-limit", "2", "--rate-limit-burst", "3")
+                        "--api-key", OTHER_KEY, *(a for key in RATE_KEYS for a in ("--api-key", key)),
+                        "--rate-limit", "2", "--rate-limit-burst", "3")
     yield stack
     assert stop_stack(stack) == 0, stack.log()
+
+
+# Each test drains buckets of keys of its own: a bucket another test emptied would decide its outcome.
+RATE_KEYS = ("rate-rest-key-1", "rate-rest-key-2", "rate-grpc-key-1")
 
 
 def test_each_api_key_has_its_own_rate_limit(limited_stack):
@@ -179,24 +184,24 @@ def test_each_api_key_has_its_own_rate_limit(limited_stack):
         return [requests.post(limited_stack.base_url + "/gliner-2", json=body, headers={"X-API-Key": key},
                               timeout=30) for _ in range(n)]
 
-    first = burst(API_KEY, 6)
+    first = burst(RATE_KEYS[0], 6)
     assert [r.status_code for r in first[:3]] == [200, 200, 200]
     limited = [r for r in first if r.status_code == 429]
     assert limited, [r.status_code for r in first]
     assert limited[0].json()["error"]["code"] == "RATE_LIMITED" and "API key" in limited[0].json()["detail"]
     assert limited[0].headers["retry-after"] == "1"
-    assert burst(OTHER_KEY, 1)[0].status_code == 200        # another key has its own bucket
+    assert burst(RATE_KEYS[1], 1)[0].status_code == 200     # another key has its own bucket
     bearer = requests.post(limited_stack.base_url + "/gliner-2", json=body, timeout=30,
-                           headers={"Authorization": f"Bearer {OTHER_KEY}-x"})
+                           headers={"Authorization": f"Bearer {RATE_KEYS[1]}-x"})
     assert bearer.status_code == 401                          # a wrong key is refused by the server, not counted
     time.sleep(1.2)
-    assert burst(API_KEY, 1)[0].status_code == 200           # refilled
+    assert burst(RATE_KEYS[0], 1)[0].status_code == 200      # refilled
 
 
 def test_native_grpc_callers_are_limited_with_resource_exhausted(limited_stack):
     from gliner_client import GlinerClient, GlinerError, build_schema
 
-    with GlinerClient(f"127.0.0.1:{limited_stack.port}", api_key=OTHER_KEY) as client:
+    with GlinerClient(f"127.0.0.1:{limited_stack.port}", api_key=RATE_KEYS[2]) as client:
         codes = []
         for _ in range(8):
             try:

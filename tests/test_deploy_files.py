@@ -96,3 +96,18 @@ def test_dockerfile_runs_the_command_with_the_cpu_torch():
     assert 'ENTRYPOINT ["gliner2-serve"]' in dockerfile
     assert '"torch==2.13.0"' in dockerfile and "download.pytorch.org/whl/cpu" in dockerfile
     assert "EXPOSE 8080 50051 9464" in dockerfile
+
+
+def test_the_core_and_the_dialects_import_no_transport():
+    """Errors, the core, the dialects and the history are transport-agnostic: importing them loads no grpc."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import gliner_server.errors, gliner_server.core.engine, gliner_server.core.recording\n"
+            "import gliner_server.core.progress, gliner_server.dialects.gliner2_api, gliner_server.dialects.run_api\n"
+            "import gliner_server.dialects.inference_api, gliner_server.history.store\n"
+            "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

@@ -114,6 +114,27 @@ def test_errors_carry_status_details(client, call, code, reason, field):
     assert caught.value.message
 
 
+def _with_kind(kind: int, where: str):
+    schema = build_schema(entities=["person"], structures={"s": [{"name": "f"}]})
+    if where == "entity":
+        schema.entities[0].kind = kind
+    else:
+        schema.structures[0].fields[0].kind = kind
+    return schema
+
+
+@pytest.mark.parametrize("where, field", [("entity", "schema.entities[0].kind"),
+                                          ("field", "schema.structures[0].fields[0].kind")])
+def test_an_enum_value_no_version_defines_is_a_client_error(client, where, field):
+    """proto3 enums are open: a newer client (or a bad one) may send any number. That is INVALID_ARGUMENT
+    naming the field, not an internal error."""
+    with pytest.raises(GlinerError) as caught:
+        client.extract(TEXT, _with_kind(99, where))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and caught.value.reason == "INVALID_REQUEST"
+    assert caught.value.field == field and "unknown kind 99" in caught.value.message
+    assert client.extract(TEXT, _with_kind(2, where)).result is not None   # a defined value still works
+
+
 def test_malformed_protobuf_is_rejected(stack):
     """Bytes that are not a valid ExtractRequest: a clean error, and the server stays up."""
     with grpc.insecure_channel(f"127.0.0.1:{stack.port}") as channel:

@@ -316,10 +316,10 @@ def test_an_unloaded_model_in_use_is_the_one_copy_and_is_closed_when_released():
     loader = FakeLoader()
     registry = fake_registry(loader, max_loaded=1)
     with registry.lease("a") as a:
-        registry.get("b")                       # a is unloaded (count limit) while still in use
+        b = registry.get("b")                   # a is unloaded (count limit) while still in use
         assert registry.loaded_ids() == ["b"] and not a.closed
-        with registry.lease("a") as again:      # taken back, not loaded again
-            assert again is a
+        with registry.lease("a") as again:      # taken back, not loaded again; b (unused) goes, freed at once
+            assert again is a and b.closed
         assert loader.calls == ["src-a", "src-b"] and registry.loaded_ids() == ["a"]
         registry.get("c")                       # a unloaded again, still in use
         assert not a.closed

@@ -142,3 +142,17 @@ def test_a_compile_meeting_another_process_cache_entry_is_retried():
     with pytest.raises(RuntimeError, match="unsupported operation"):
         compile_cached(broken, "m.xml", {})
     assert broken.calls == 1  # other failures are not retried
+
+
+def test_openvino_sends_no_telemetry_from_this_service():
+    """OpenVINO's converter posts usage telemetry from a forked copy of the process unless opted out; offline those
+    copies hang and outlive the server. Importing the service first leaves the converter its no-op stub."""
+    import subprocess
+    import sys
+
+    code = ("import gliner_server, openvino, sys\n"
+            "import openvino.tools.ovc.convert_impl as convert\n"
+            "print(convert.tm.__name__, sys.modules.get('openvino_telemetry'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "None"]

@@ -76,8 +76,9 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
 
 def new_call(method: str, context: grpc.ServicerContext) -> RpcCall:
     metadata = _metadata(context)
-    given = metadata.get(REQUEST_ID, "").strip()
-    request_id = given[:MAX_REQUEST_ID] if given else uuid.uuid4().hex
+    given = metadata.get(REQUEST_ID, "").strip()[:MAX_REQUEST_ID]
+    # sent back as metadata and written to logs: printable ASCII only, else one of our own
+    request_id = given if given and all(" " < c <= "~" for c in given) else uuid.uuid4().hex
     path = metadata.get(ORIGINAL_PATH)
     route = path.split("?", 1)[0] if path else f"grpc:{method}"
     return RpcCall(method=method, request_id=request_id, route=route)

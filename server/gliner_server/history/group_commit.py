@@ -128,17 +128,20 @@ class GroupCommit(Generic[Row]):
     # -- the writer thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    self._thread = None
-                    return
-                group, self._pending = self._pending, []
-                for ticket in group:
-                    ticket.taken = True
-            self._commit_group(group)
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closed:
+                        self._cond.wait()
+                    if not self._pending:
+                        return
+                    group, self._pending = self._pending, []
+                    for ticket in group:
+                        ticket.taken = True
+                self._commit_group(group)
+        finally:
+            with self._cond:   # the next write starts a new writer, whatever ended this one
+                self._thread = None
 
     def _commit_group(self, group: list[_Ticket]) -> None:
         started = time.monotonic()
@@ -162,10 +165,12 @@ class GroupCommit(Generic[Row]):
             self._failing_since = None
         else:
             self.mark_failed()
-        if self.on_commit is not None:
-            self.on_commit(time.monotonic() - started, sum(len(t.rows) for t in group), ok)
-        for ticket in group:
-            ticket.done.set()
+        try:
+            if self.on_commit is not None:
+                self.on_commit(time.monotonic() - started, sum(len(t.rows) for t in group), ok)
+        finally:
+            for ticket in group:
+                ticket.done.set()
 
     def _commit(self, tickets: list[_Ticket]) -> None:
         results = self.commit([row for ticket in tickets for row in ticket.rows])

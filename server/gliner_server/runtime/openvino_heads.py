@@ -22,7 +22,7 @@ import logging
 import threading
 import types
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch

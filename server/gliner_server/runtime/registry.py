@@ -184,41 +184,50 @@ class ModelRegistry:
         return entry
 
     def _acquire(self, entry: _Entry, deadline: float | None) -> LoadedModel:
-        with self._cond:
-            waiting = False
-            try:
-                while True:
-                    if entry.model is not None:
-                        if not entry.listed:  # unloaded while still in use: take this copy back
-                            self._list(entry)
-                            self._evict(keep=entry)
-                        self._lru.move_to_end(entry.spec.id)
-                        entry.users += 1
-                        return entry.model
-                    now = time.monotonic()
-                    if not entry.loading and now < entry.failed_until:
-                        raise self._failure(entry, now)
-                    self._start_load(entry)
-                    if not waiting:
-                        if entry.waiters >= self.max_load_waiters:
-                            raise ServiceError(ErrorKind.UNAVAILABLE,
-                                               f"Model {entry.spec.id} is loading and {entry.waiters} requests "
-                                               "already wait for it; retry shortly", retry_after_s=5,
-                                               reason="model_loading")
-                        entry.waiters += 1
-                        waiting = True
-                        wait_until = now + self.load_wait_s
-                    if deadline is not None and now >= deadline:
-                        raise ServiceError(ErrorKind.DEADLINE_EXCEEDED,
-                                           f"Model {entry.spec.id} was still loading at the request's deadline")
-                    if now >= wait_until:
+        closing: list[LoadedModel] = []
+        try:
+            with self._cond:
+                return self._wait_for(entry, deadline, closing)
+        finally:
+            for victim in closing:
+                self._close(victim)
+
+    def _wait_for(self, entry: _Entry, deadline: float | None, closing: list[LoadedModel]) -> LoadedModel:
+        """Holds ``_cond``; models to close once it is released go to ``closing``."""
+        waiting = False
+        try:
+            while True:
+                if entry.model is not None:
+                    if not entry.listed:  # unloaded while still in use: take this copy back
+                        self._list(entry)
+                        closing += self._evict(keep=entry)
+                    self._lru.move_to_end(entry.spec.id)
+                    entry.users += 1
+                    return entry.model
+                now = time.monotonic()
+                if not entry.loading and now < entry.failed_until:
+                    raise self._failure(entry, now)
+                self._start_load(entry)
+                if not waiting:
+                    if entry.waiters >= self.max_load_waiters:
                         raise ServiceError(ErrorKind.UNAVAILABLE,
-                                           f"Model {entry.spec.id} is still loading; retry shortly",
-                                           retry_after_s=5, reason="model_loading")
-                    self._cond.wait(min(wait_until, deadline or math.inf) - now)
-            finally:
-                if waiting:
-                    entry.waiters -= 1
+                                           f"Model {entry.spec.id} is loading and {entry.waiters} requests "
+                                           "already wait for it; retry shortly", retry_after_s=5,
+                                           reason="model_loading")
+                    entry.waiters += 1
+                    waiting = True
+                    wait_until = now + self.load_wait_s
+                if deadline is not None and now >= deadline:
+                    raise ServiceError(ErrorKind.DEADLINE_EXCEEDED,
+                                       f"Model {entry.spec.id} was still loading at the request's deadline")
+                if now >= wait_until:
+                    raise ServiceError(ErrorKind.UNAVAILABLE,
+                                       f"Model {entry.spec.id} is still loading; retry shortly",
+                                       retry_after_s=5, reason="model_loading")
+                self._cond.wait(min(wait_until, deadline or math.inf) - now)
+        finally:
+            if waiting:
+                entry.waiters -= 1
 
     def _release(self, entry: _Entry) -> None:
         closing = None
