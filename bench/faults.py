@@ -82,19 +82,13 @@ def serve(tmp: Path, name: str, *flags: str, legacy: bool, timeout: float = 180)
 
 
 def run_fault(stack, start, end) -> dict:
-    from helpers import HealthPoller, Load
+    from helpers import HealthPoller, Load, fault_window
 
     with HealthPoller(stack.grpc_address) as health, \
             Load(stack.base_url, "/inference", BODY, key=KEY, clients=8, timeout=30) as load:
         t0 = time.monotonic()
         time.sleep(BEFORE_S)
-        t1 = time.monotonic()
-        start()
-        try:
-            time.sleep(FAULT_S)
-        finally:
-            t2 = time.monotonic()
-            end()
+        t1, t2 = fault_window(start, end, FAULT_S)
         time.sleep(AFTER_S)
         t3 = time.monotonic()
     return {phase: {"callers": phase_summary(load.between(a, b)), "health": health_summary(health.statuses(a, b))}

@@ -13,11 +13,8 @@ gives the growth from the end of warm-up to the end of each phase.
 from __future__ import annotations
 
 import argparse
-import random
 import shlex
-import string
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,54 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import KEY, ROOT, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def random_text(rng: random.Random) -> str:
-    words = [("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10)))).capitalize()
-             if rng.random() < 0.2 else "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10)))
-             for _ in range(rng.randint(3, 60))]
-    return " ".join(words) + rng.choice([".", "!", "", "?"])
-
-
 def drive(stack, count: int, unique_labels: bool, clients: int, every: int, seed: int) -> list[tuple[int, float]]:
-    import requests
+    """``count`` varied calls; the server's RSS (MiB) after every ``every``-th."""
+    from helpers import rss_bytes, varied_traffic
 
-    rng = random.Random(seed)
-    sent = [0]
-    lock = threading.Lock()
     timeline: list[tuple[int, float]] = []
-    fixed = ["person", "company", "location", "product"]
-
-    def client(n: int):
-        local = random.Random(seed * 100 + n)
-        session = requests.Session()
-        session.headers["X-API-Key"] = KEY
-        while True:
-            with lock:
-                if sent[0] >= count:
-                    return
-                sent[0] += 1
-                index = sent[0]
-            labels = ([f"label_{index}_{j}_{local.randint(0, 10**9)}" for j in range(local.randint(1, 6))]
-                      if unique_labels else fixed)
-            body = {"text": random_text(local), "labels": labels}
-            response = session.post(stack.base_url + "/gliner-2", json=body, timeout=120)
-            if response.status_code != 200:
-                raise RuntimeError(response.text)
-            if index % every == 0:
-                timeline.append((index, rss_mb(stack.process.pid)))
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    del rng
+    varied_traffic(stack.base_url, KEY, count, seed=seed, unique_labels=unique_labels, clients=clients, every=every,
+                   on_every=lambda n: timeline.append((n, rss_bytes(stack.process.pid) / 2**20)))
     return sorted(timeline)
 
 
@@ -96,7 +52,7 @@ def main() -> None:
                             *shlex.split(args.serve_args), timeout=300)
         try:
             drive(stack, 200, True, args.clients, 50, seed=0)             # warm-up
-            warm = rss_mb(stack.process.pid)
+            warm = drive(stack, 50, True, args.clients, 50, seed=99)[-1][1]
             print(f"after warm-up: {warm:.0f} MiB", flush=True)
             phases = {}
             for name, unique in (("unique labels", True), ("fixed labels", False)):

@@ -166,3 +166,69 @@ class HealthPoller:
     def first(self, status: str, after: float = 0.0) -> float | None:
         """When ``status`` was first seen after ``after``."""
         return next((at for at, seen in list(self.samples) if at >= after and seen == status), None)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (Linux /proc)."""
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+FIXED_LABELS = ["person", "company", "location", "product"]
+
+
+def varied_traffic(base_url: str, key: str, count: int, *, seed: int, unique_labels: bool, clients: int = 4,
+                   every: int = 0, on_every=None) -> None:
+    """``count`` ordinary ``/gliner-2`` calls from ``clients`` threads: random texts of 3–60 words and, with
+    ``unique_labels``, labels no other call used. ``on_every(n)`` runs after every ``every``-th call."""
+    import random
+    import string
+    import threading
+
+    import requests
+
+    lock, sent, failures = threading.Lock(), [0], []
+
+    def client(n: int):
+        rng = random.Random(seed * 1000 + n)
+        session = requests.Session()
+        session.headers["X-API-Key"] = key
+        while True:
+            with lock:
+                if sent[0] >= count or failures:
+                    return
+                sent[0] += 1
+                index = sent[0]
+            words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10)))
+                     for _ in range(rng.randint(3, 60))]
+            labels = ([f"kind_{seed}_{rng.randint(0, 10**9)}" for _ in range(rng.randint(1, 6))] if unique_labels
+                      else FIXED_LABELS)
+            response = session.post(base_url + "/gliner-2", json={"text": " ".join(words), "labels": labels},
+                                    timeout=120)
+            if response.status_code != 200:
+                failures.append(response.text)
+            if every and on_every is not None and index % every == 0:
+                on_every(index)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]
+
+
+def fault_window(start, end, seconds: float) -> tuple[float, float]:
+    """``start()``, ``seconds`` of the fault, ``end()`` (also if interrupted); when it began and ended."""
+    began = time.monotonic()
+    start()
+    try:
+        time.sleep(seconds)
+    finally:
+        ended = time.monotonic()
+        end()
+    return began, ended

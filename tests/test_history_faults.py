@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import API_KEY, SEED_TEXT, start_stack, stop_stack
-from helpers import HealthPoller, Load, wait_for
+from helpers import HealthPoller, Load, fault_window, wait_for
 from pg_cluster import PostgresCluster, server_bin_dir
 
 from gliner_server.envoy import free_port
@@ -52,13 +52,7 @@ def run_fault(stack, start_fault, end_fault, *, fault_seconds: float = 6.0):
     with HealthPoller(stack.grpc_address) as health, \
             Load(stack.base_url, "/inference", BODY, key=API_KEY, clients=4, timeout=30) as load:
         assert wait_for(lambda: sum(a.status == 200 for a in load.snapshot()) >= 10, 30), load.snapshot()[-5:]
-        fault_at = time.monotonic()
-        start_fault()
-        try:
-            time.sleep(fault_seconds)
-        finally:
-            ended_at = time.monotonic()
-            end_fault()
+        fault_at, ended_at = fault_window(start_fault, end_fault, fault_seconds)
         # recovered: successes again, and SERVING again, without a restart
         assert wait_for(lambda: sum(a.status == 200 for a in load.between(ended_at + 0.1, 1e18)) >= 10, 30), \
             load.snapshot()[-5:]

@@ -18,6 +18,7 @@ import requests
 import yaml
 
 from conftest import API_KEY, SEED_TEXT, start_stack, stop_stack
+from helpers import rss_bytes
 from test_backpressure import counter
 
 from gliner_server.envoy import free_port
@@ -25,13 +26,6 @@ from gliner_server.envoy import free_port
 pytestmark = pytest.mark.timeout(600)
 HEADERS = {"X-API-Key": API_KEY}
 MB = 2**20
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def server_pid(stack) -> int:
@@ -95,7 +89,7 @@ def test_cycling_through_more_models_than_the_memory_bound_stays_within_it(big_c
         order = [f"m{(1 + i) % 5}" for i in range(5)]   # m1 … m4, m0: each client on its own model at a time
 
         def client(offset):
-            return [infer(stack, order[(offset + i) % len(order)]).status_code for i in range(6)]
+            return [infer(stack, order[(offset + i) % len(order)]).status_code for i in range(8)]
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             statuses = [s for result in pool.map(client, range(3)) for s in result]
@@ -115,7 +109,7 @@ def test_cycling_through_more_models_than_the_memory_bound_stays_within_it(big_c
           f"{baseline / MB:.0f} MiB with one, peak {peak / MB:.0f} MiB over {len(samples)} samples "
           f"(limit {(runtime + bound + margin) / MB:.0f}); {loads:.0f} loads, {unloads:.0f} unloads")
     assert statuses.count(200) == len(statuses), statuses
-    assert loads >= 10 and unloads >= loads - 2                    # really cycled: loaded and freed again and again
+    assert loads >= 8 and unloads >= loads - 2                     # really cycled: loaded and freed again and again
     assert peak <= runtime + bound + margin, (peak - runtime - bound) / MB
 
 
