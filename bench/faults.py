@@ -70,12 +70,14 @@ def health_summary(statuses: list[str]) -> dict:
     return found
 
 
-def serve(tmp: Path, name: str, *flags: str, legacy: bool, timeout: float = 180):
+def serve(tmp: Path, name: str, *flags: str, legacy: bool, timeout: float = 180, default_model: bool = True):
+    """The stack on the tiny checkpoint (``default_model``), or on its ``--config``'s default model."""
     from conftest import start_stack
 
     grpc_port = free_port()
     extra = [] if legacy else ["--history-timeout", "1", "--stall-seconds", "2"]
-    stack = start_stack(bench_checkpoint(ROOT / "var" / "bench", tiny=True), tmp / "cache", tmp / name,
+    model = bench_checkpoint(ROOT / "var" / "bench", tiny=True) if default_model else None
+    stack = start_stack(model, tmp / "cache", tmp / name,
                         "--api-key", KEY, "--grpc-port", str(grpc_port), *extra, *flags, timeout=timeout)
     stack.grpc_address = f"127.0.0.1:{grpc_port}"
     return stack
@@ -189,7 +191,8 @@ def broken_model(tmp: Path, legacy: bool) -> dict:
     broken.mkdir(parents=True, exist_ok=True)
     (broken / "config.json").write_text('{"model_type": "extractor", "not": "a checkpoint"}')
     config = _config(tmp, {"good": bench_checkpoint(ROOT / "var" / "bench", tiny=True), "broken": broken})
-    stack = serve(tmp, "broken-model", "--config", str(config), "--replicas", "2", legacy=True, timeout=300)
+    stack = serve(tmp, "broken-model", "--config", str(config), "--replicas", "2", legacy=True, timeout=300,
+                  default_model=False)
     try:
         answers = [_infer(stack, "broken") for _ in range(10)]
         with concurrent.futures.ThreadPoolExecutor(10) as pool:
@@ -214,7 +217,8 @@ def cold_model(tmp: Path, legacy: bool) -> dict:
         build_deberta_checkpoint(cold, hidden=1024, layers=3, heads=8, intermediate=4096, seed=5)
     warm = bench_checkpoint(ROOT / "var" / "bench", tiny=True)
     config = _config(tmp, {"warm": warm, "cold": cold})
-    stack = serve(tmp, "cold-model", "--config", str(config), "--workers", "16", legacy=legacy, timeout=300)
+    stack = serve(tmp, "cold-model", "--config", str(config), "--workers", "16", legacy=legacy, timeout=300,
+                  default_model=False)   # "warm", the configuration's default, is loaded at start-up
     try:
         with concurrent.futures.ThreadPoolExecutor(13) as pool:
             colds = [pool.submit(_infer, stack, "cold") for _ in range(12)]

@@ -1,9 +1,9 @@
 """Resident memory of the server over thousands of ordinary, varied requests.
 
 Starts the real ``gliner2-serve`` (the tiny random checkpoint by default) and
-sends ``/gliner-2`` requests from a few clients: random texts of random lengths
-and, in a first phase, labels no request shared; in a second phase, a fixed
-label set. Every ``--every`` requests it prints the server process's RSS, so a
+sends ``/gliner-2`` requests from a few clients: after 1 000 to warm up,
+random texts of random lengths and, in a first phase, labels no request shared;
+in a second phase, a fixed label set. Every ``--every`` requests it prints the server process's RSS, so a
 cache or buffer that grows with traffic shows as a climbing line; the summary
 gives the growth from the end of warm-up to the end of each phase.
 
@@ -51,7 +51,7 @@ def main() -> None:
         stack = start_stack(checkpoint, ROOT / "var" / "bench" / "cache", Path(tmp) / "run", "--api-key", KEY,
                             *shlex.split(args.serve_args), timeout=300)
         try:
-            drive(stack, 200, True, args.clients, 50, seed=0)             # warm-up
+            drive(stack, 1000, True, args.clients, 50, seed=0)   # warm-up: OpenVINO's runtime cache fills
             warm = drive(stack, 50, True, args.clients, 50, seed=99)[-1][1]
             print(f"after warm-up: {warm:.0f} MiB", flush=True)
             phases = {}
