@@ -53,9 +53,11 @@ def run_fault(stack, start_fault, end_fault, *, fault_seconds: float = 6.0):
             Load(stack.base_url, "/inference", BODY, key=API_KEY, clients=4, timeout=30) as load:
         assert wait_for(lambda: sum(a.status == 200 for a in load.snapshot()) >= 10, 30), load.snapshot()[-5:]
         fault_at, ended_at = fault_window(start_fault, end_fault, fault_seconds)
-        # recovered: successes again, and SERVING again, without a restart
+        # recovered: successes again, and SERVING again, without a restart (the poller keeps sampling until
+        # both are seen: calls can succeed again a moment before the health check has caught up)
         assert wait_for(lambda: sum(a.status == 200 for a in load.between(ended_at + 0.1, 1e18)) >= 10, 30), \
             load.snapshot()[-5:]
+        wait_for(lambda: health.first("SERVING", ended_at) is not None, 15)
     assert stack.process.poll() is None
     return load, health, fault_at, ended_at
 
