@@ -2,7 +2,8 @@
 
 Every failure a client can see is a :class:`ServiceError` of one
 :class:`ErrorKind`. This table decides which HTTP status and which provider
-error code (``{"error": {"code": ...}}``) a kind becomes; the gRPC status of
+error code (``{"error": {"code": ...}}``) a kind becomes, and its ``error.type``
+on the OpenAI- and Anthropic-compatible routes; the gRPC status of
 each kind is the gRPC front end's business (``grpc_api.status.GRPC_CODES``,
 which also derives the Envoy error filter's gRPC → HTTP table from this one),
 so the core never imports a transport.
@@ -17,20 +18,24 @@ from dataclasses import dataclass
 class _Mapping:
     http_status: int
     provider_code: str
+    openai_type: str        # error.type on the OpenAI-compatible routes
+    anthropic_type: str     # error.type on the Anthropic-compatible route
 
 
 class ErrorKind(enum.Enum):
-    INVALID_REQUEST = _Mapping(400, "INVALID_REQUEST")
-    UNAUTHORIZED = _Mapping(401, "UNAUTHORIZED")
-    FORBIDDEN = _Mapping(403, "FORBIDDEN")
-    NOT_FOUND = _Mapping(404, "NOT_FOUND")
-    PAYLOAD_TOO_LARGE = _Mapping(413, "PAYLOAD_TOO_LARGE")
-    RATE_LIMITED = _Mapping(429, "RATE_LIMITED")
-    DEADLINE_EXCEEDED = _Mapping(504, "TIMEOUT")
-    CANCELLED = _Mapping(499, "CANCELLED")   # the client went away
-    UNAVAILABLE = _Mapping(503, "UNAVAILABLE")                # transient: retry (another replica may serve it)
-    MODEL_UNAVAILABLE = _Mapping(503, "MODEL_UNAVAILABLE")    # a model failed to load: not retried elsewhere
-    SERVER_ERROR = _Mapping(500, "SERVER_ERROR")
+    INVALID_REQUEST = _Mapping(400, "INVALID_REQUEST", "invalid_request_error", "invalid_request_error")
+    UNAUTHORIZED = _Mapping(401, "UNAUTHORIZED", "authentication_error", "authentication_error")
+    FORBIDDEN = _Mapping(403, "FORBIDDEN", "permission_error", "permission_error")
+    NOT_FOUND = _Mapping(404, "NOT_FOUND", "invalid_request_error", "not_found_error")
+    PAYLOAD_TOO_LARGE = _Mapping(413, "PAYLOAD_TOO_LARGE", "invalid_request_error", "request_too_large")
+    RATE_LIMITED = _Mapping(429, "RATE_LIMITED", "rate_limit_error", "rate_limit_error")
+    DEADLINE_EXCEEDED = _Mapping(504, "TIMEOUT", "timeout_error", "timeout_error")
+    CANCELLED = _Mapping(499, "CANCELLED", "invalid_request_error", "invalid_request_error")   # the client went away
+    # transient: retry (another replica may serve it)
+    UNAVAILABLE = _Mapping(503, "UNAVAILABLE", "server_error", "overloaded_error")
+    # a model failed to load: not retried elsewhere
+    MODEL_UNAVAILABLE = _Mapping(503, "MODEL_UNAVAILABLE", "server_error", "api_error")
+    SERVER_ERROR = _Mapping(500, "SERVER_ERROR", "server_error", "api_error")
 
     @property
     def http_status(self) -> int:
@@ -39,6 +44,14 @@ class ErrorKind(enum.Enum):
     @property
     def provider_code(self) -> str:
         return self.value.provider_code
+
+    def error_type(self, dialect: str) -> str | None:
+        """``error.type`` in an LLM dialect's error shape ("openai", "anthropic"); None for the provider shape."""
+        return {"openai": self.value.openai_type, "anthropic": self.value.anthropic_type}.get(dialect)
+
+
+# error.type of HTTP statuses only Envoy produces (405, 408), per LLM dialect
+ENVOY_ONLY_TYPES = {405: ("invalid_request_error", "invalid_request_error"), 408: ("timeout_error", "timeout_error")}
 
 
 MAX_MESSAGE_CHARS = 500

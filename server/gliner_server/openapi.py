@@ -24,6 +24,7 @@ from .envoy.descriptors import bindings
 from .errors import ErrorKind
 
 _HTTP_BODY = "google.api.HttpBody"
+_EVENT_STREAM = "text/event-stream"
 _WELL_KNOWN = {
     "google.protobuf.Struct": {"type": "object"},
     "google.protobuf.Value": {},
@@ -106,9 +107,15 @@ def _dialect_schemas() -> dict[str, tuple[dict, dict]]:
     """Request and response body schemas of the raw-JSON routes, by RPC name."""
     from .dialects import gliner2_api, inference_api, run_api
 
+    from .dialects import anthropic_api, openai_api
+
     return {"Gliner2": (gliner2_api.REQUEST_SCHEMA, gliner2_api.RESPONSE_SCHEMA),
             "Run": (run_api.REQUEST_SCHEMA, run_api.RESPONSE_SCHEMA),
-            "Inference": (inference_api.REQUEST_SCHEMA, inference_api.RESPONSE_SCHEMA)}
+            "Inference": (inference_api.REQUEST_SCHEMA, inference_api.RESPONSE_SCHEMA),
+            "CreateChatCompletion": (openai_api.CHAT_REQUEST_SCHEMA, openai_api.RESPONSE_SCHEMA),
+            "CreateCompletion": (openai_api.COMPLETIONS_REQUEST_SCHEMA, openai_api.RESPONSE_SCHEMA),
+            "CreateResponse": (openai_api.RESPONSES_REQUEST_SCHEMA, openai_api.RESPONSE_SCHEMA),
+            "CreateMessage": (anthropic_api.REQUEST_SCHEMA, anthropic_api.RESPONSE_SCHEMA)}
 
 
 def _rules(method: descriptor.MethodDescriptor):
@@ -130,10 +137,12 @@ def document(modules, services) -> dict:
             if service.full_name not in wanted:
                 continue
             for method in service.methods:
-                for verb, template, body in _rules(method):
+                for index, (verb, template, body) in enumerate(_rules(method)):
                     path_params = re.findall(r"{([^}=]+)", template)
                     path = re.sub(r"{([^}=]+)(=[^}]*)?}", r"{\1}", template)
                     operation = _operation(builder, dialects, service, method, verb, body, path_params)
+                    if index:   # an additional binding: operation ids are unique
+                        operation["operationId"] += f"_{index + 1}"
                     paths.setdefault(path, {})[verb] = operation
     builder.schemas["ErrorResponse"] = {
         "type": "object", "required": ["error", "detail"],
@@ -141,8 +150,13 @@ def document(modules, services) -> dict:
             "error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": sorted({k.provider_code for k in ErrorKind}
                                                           | {"METHOD_NOT_ALLOWED"})},
-                "message": {"type": "string"}}},
-            "detail": {"type": "string", "description": "the message again (what GLiNER2API reports)"}}}
+                "message": {"type": "string"},
+                "type": {"type": "string", "description": "on the OpenAI- and Anthropic-compatible routes: the "
+                                                          "SDK's error type"},
+                "param": {"type": ["string", "null"], "description": "on the OpenAI-compatible routes: the "
+                                                                     "field at fault, if any"}}},
+            "detail": {"type": "string", "description": "the message again (what GLiNER2API reports)"},
+            "type": {"const": "error", "description": "on the Anthropic-compatible route"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "gliner2-service", "version": "1",
@@ -180,6 +194,8 @@ def _operation(builder, dialects, service, method, verb, body, path_params) -> d
     if response.full_name == _HTTP_BODY:
         content = ({"application/json": {"schema": raw[1]}} if raw is not None
                    else {"application/x-ndjson": {"schema": {"type": "string"}}})
+        if raw is not None and method.server_streaming:   # the LLM routes: an event stream with "stream": true
+            content[_EVENT_STREAM] = {"schema": {"type": "string", "description": "Server-Sent Events"}}
     else:
         content = {"application/json": {"schema": builder.message(response)}}
     responses = {"200": {"description": "OK", "content": content}}

@@ -6,7 +6,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Iterator, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, Union
 
 from ..errors import ErrorKind, ServiceError
 from .limits import Limits, Window, check_schema, schema_size
@@ -47,6 +47,9 @@ class CallContext:
     deadline: Optional[float] = None        # time.monotonic() after which no one waits for the answer
     cancellation: Any = None                # has add_callback(fn): fn runs when the caller goes away (gRPC context)
     request_id: Optional[str] = None        # the call's id (x-request-id): logs, history, idempotent retries
+    # called once the call's model passes are queued (validated, model loaded, admitted): a streaming
+    # answer can open then and still get a proper status for everything refused before
+    on_started: Optional[Callable[[], None]] = None
 
     def timeout(self) -> Optional[float]:
         if self.deadline is None:
@@ -225,6 +228,8 @@ class InferenceEngine:
                     prepared.append(error)
             calls = [p for p in prepared if isinstance(p, ModelCall)]
             waiting = model.start(calls, cancellation=call.cancellation) if calls else []
+            if call.on_started is not None:
+                call.on_started()
             outcomes: list[Union[ExtractionOutcome, ServiceError]] = []
             try:
                 at = 0

@@ -64,7 +64,7 @@ RESPONSE_SCHEMA = {"type": "array", "items": {
 }}
 
 
-def _schema(parameters: dict) -> ExtractionSchema:
+def parameters_schema(parameters: dict) -> ExtractionSchema:
     unknown = set(parameters) - PARAMETERS
     if unknown:
         raise ServiceError.invalid(f"Unknown parameter {shown(sorted(unknown)[0])}; use {', '.join(sorted(PARAMETERS))}",
@@ -200,7 +200,7 @@ def _item_request(item: Any, model_id: str, defaults: dict, provenance: Provenan
         if not isinstance(parameters, dict):
             raise ServiceError.invalid("parameters must be an object", field="parameters")
         merged = {**defaults, **parameters}
-        request = ExtractionRequest(texts=(item["text"],), schema=_schema(merged), threshold=fields.threshold(merged),
+        request = ExtractionRequest(texts=(item["text"],), schema=parameters_schema(merged), threshold=fields.threshold(merged),
                                     output=FULL_OUTPUT, model_id=model_id)
         return request, replace(provenance, parameters=merged)
     except ServiceError as error:

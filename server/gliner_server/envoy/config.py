@@ -44,8 +44,9 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor_pb2
 
-from ..errors import ErrorKind
-from ..grpc_api.status import http_mapping_by_grpc_code
+from ..dialects import anthropic_api, openai_api
+from ..errors import ENVOY_ONLY_TYPES, ErrorKind
+from ..grpc_api.status import dialect_types_by_grpc_code, http_mapping_by_grpc_code
 from .descriptors import http_rules
 from .lua import METADATA_NAMESPACE, render_lua
 from .routes import method_not_allowed_routes
@@ -137,11 +138,67 @@ def _status_filter(op: str, status: int) -> dict:
     }}}
 
 
-def _error_format(code: str) -> dict:
-    return {"json_format": {
-        "error": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
-        "detail": "%LOCAL_REPLY_BODY%",
+def _error_format(code: str, dialect: str | None = None, error_type: str | None = None) -> dict:
+    """The error shape (see :mod:`.lua`): the provider's, or with what the OpenAI / Anthropic SDKs read."""
+    error = {"code": code, "message": "%LOCAL_REPLY_BODY%"}
+    shape: dict = {"error": error, "detail": "%LOCAL_REPLY_BODY%"}
+    if dialect is not None:
+        error["type"] = error_type
+    if dialect == "anthropic":
+        shape["type"] = "error"
+    return {"json_format": shape}
+
+
+# Routes whose errors take an LLM SDK's shape (the Lua filter tags requests with their dialect).
+DIALECT_PATHS = {
+    openai_api.CHAT_ROUTE: "openai", openai_api.COMPLETIONS_ROUTE: "openai", openai_api.RESPONSES_ROUTE: "openai",
+    anthropic_api.ROUTE: "anthropic",
+    # where an Anthropic SDK whose base_url ends in /v1 (as Pioneer's documentation has it) sends its calls
+    "/v1" + anthropic_api.ROUTE: "anthropic", "/v1/v1/models": "anthropic",
+}
+MODELS_PATH = "/v1/models"   # both SDKs list models here: Anthropic's when an anthropic-version header comes along
+DIALECTS = ("openai", "anthropic")
+
+
+def dialect_types_by_http() -> dict[int, tuple[str, str]]:
+    """HTTP status -> (OpenAI error.type, Anthropic error.type), from the error table (first kind wins)."""
+    table: dict[int, tuple[str, str]] = {}
+    for kind in ErrorKind:
+        table.setdefault(kind.http_status, (kind.error_type("openai"), kind.error_type("anthropic")))
+    for status, types in ENVOY_ONLY_TYPES.items():
+        table.setdefault(status, types)
+    return table
+
+
+def _dialect_filter(dialect: str) -> dict:
+    return {"metadata_filter": {
+        "matcher": {"filter": METADATA_NAMESPACE, "path": [{"key": "dialect"}],
+                    "value": {"string_match": {"exact": dialect}}},
+        "match_if_key_not_found": False,
     }}
+
+
+def _status_mappers(dialect: str | None = None) -> list[dict]:
+    """Envoy's own error statuses in one error shape: the per-key rate limit's, each status of the table,
+    and the fallbacks for any other 5xx / 4xx."""
+    types = dialect_types_by_http()
+    which = 0 if dialect == "openai" else 1
+
+    def mapper(status_filter: dict, status: int, code: str, **extra) -> dict:
+        matched = status_filter if dialect is None else {"and_filter": {"filters": [
+            _dialect_filter(dialect), status_filter]}}
+        return {"filter": matched, **extra,
+                "body_format_override": _error_format(code, dialect, types[status][which])}
+
+    # the per-API-key rate limit: its own status, told apart from the server's 429s, becomes 429
+    # (the filter sets its RL response flag only after the local reply has been mapped)
+    mappers = [mapper(_status_filter("EQ", RATE_LIMIT_STATUS), 429, ErrorKind.RATE_LIMITED.provider_code,
+                      status_code=429, body={"inline_string": RATE_LIMITED_MESSAGE})]
+    specific = [(s, c, "EQ") for s, c in sorted(http_code_table().items())]
+    fallbacks = [(500, ErrorKind.SERVER_ERROR.provider_code, "GE"),
+                 (400, ErrorKind.INVALID_REQUEST.provider_code, "GE")]
+    mappers += [mapper(_status_filter(op, status), status, code) for status, code, op in specific + fallbacks]
+    return mappers
 
 
 def _local_reply_config() -> dict:
@@ -172,22 +229,9 @@ def _local_reply_config() -> dict:
             "body": {"inline_string": MALFORMED_PATH_MESSAGE},
             "body_format_override": _error_format(ErrorKind.INVALID_REQUEST.provider_code),
         },
-        {   # the per-API-key rate limit: its own status, told apart from the server's 429s, becomes 429
-            # (the filter sets its RL response flag only after the local reply has been mapped)
-            "filter": _status_filter("EQ", RATE_LIMIT_STATUS),
-            "status_code": 429,
-            "body": {"inline_string": RATE_LIMITED_MESSAGE},
-            "body_format_override": _error_format(ErrorKind.RATE_LIMITED.provider_code),
-        },
     ]
-    specific = [(s, c, "EQ") for s, c in sorted(http_code_table().items())]
-    fallbacks = [(500, ErrorKind.SERVER_ERROR.provider_code, "GE"),
-                 (400, ErrorKind.INVALID_REQUEST.provider_code, "GE")]
-    for status, code, op in specific + fallbacks:
-        mappers.append({
-            "filter": _status_filter(op, status),
-            "body_format_override": _error_format(code),
-        })
+    for dialect in (*DIALECTS, None):   # the LLM routes' shapes first; then the provider's, for every other
+        mappers += _status_mappers(dialect)
     return {"mappers": mappers}
 
 
@@ -472,6 +516,8 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         {s: _phrase(s) for s in http_code_table()},
         server_fallback=(ErrorKind.SERVER_ERROR.http_status, ErrorKind.SERVER_ERROR.provider_code),
         client_fallback_code=ErrorKind.INVALID_REQUEST.provider_code,
+        grpc_types=dialect_types_by_grpc_code(), http_types=dialect_types_by_http(),
+        dialect_paths=DIALECT_PATHS, models_path=MODELS_PATH,
     )
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

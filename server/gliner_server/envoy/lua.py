@@ -47,6 +47,18 @@ local HTTP_TO_CODE = {
 local PHRASES = {
 %(phrases)s
 }
+-- error.type per gRPC code and per HTTP status: {OpenAI's, Anthropic's}
+local GRPC_TYPES = {
+%(grpc_types)s
+}
+local HTTP_TYPES = {
+%(http_types)s
+}
+-- the routes whose errors take an LLM SDK's shape; the model listing answers both SDKs
+local DIALECT_PATHS = {
+%(dialect_paths)s
+}
+local MODELS_PATH = "%(models_path)s"
 local CLIENT_FALLBACK = %(client_fallback_code)s
 local FALLBACK = {%(fallback_status)d, %(fallback_code)s}
 local NS = "%(namespace)s"
@@ -113,10 +125,32 @@ local function rpc_status_fields(text)
   return tonumber(code), nil
 end
 
--- Same bytes as local_reply_config's json_format (keys sorted, trailing newline).
-local function error_body(code, message_token)
-  return '{"detail":' .. message_token .. ',"error":{"code":' .. json_string(code) ..
-    ',"message":' .. message_token .. '}}\n'
+-- Same bytes as local_reply_config's json_format (keys sorted, trailing newline). The OpenAI and
+-- Anthropic shapes are the provider's plus what their SDKs read: error.type (and error.param for
+-- OpenAI, the rejected field or null), and Anthropic's top-level "type": "error".
+local function error_body(code, message_token, dialect, types, param)
+  local head = '{"detail":' .. message_token .. ',"error":{"code":' .. json_string(code) ..
+    ',"message":' .. message_token
+  if dialect == "openai" then
+    return head .. ',"param":' .. (param and json_string(param) or "null") .. ',"type":' ..
+      json_string(types[1]) .. '}}\n'
+  elseif dialect == "anthropic" then
+    return head .. ',"type":' .. json_string(types[2]) .. '},"type":"error"}\n'
+  end
+  return head .. '}}\n'
+end
+
+-- The field a google.rpc.BadRequest detail names, if the status carries one.
+local function bad_field(text)
+  return text:match('"field":"([%%w_%%.%%[%%]]*)"')
+end
+
+local function dialect_of(headers)
+  local path = (headers:get(":path") or ""):gsub("%%?.*$", "")
+  if path == MODELS_PATH then
+    return headers:get("anthropic-version") ~= nil and "anthropic" or "openai"
+  end
+  return DIALECT_PATHS[path]
 end
 
 -- gRPC wire headers mean nothing to a REST client.
@@ -150,6 +184,10 @@ function envoy_on_request(request_handle)
   if is_grpc(headers:get("content-type")) then
     request_handle:streamInfo():dynamicMetadata():set(NS, "grpc", true)
   else
+    local dialect = dialect_of(headers)
+    if dialect ~= nil then
+      request_handle:streamInfo():dynamicMetadata():set(NS, "dialect", dialect)
+    end
     drop_non_metadata_headers(headers)
   end
 end
@@ -171,16 +209,17 @@ function envoy_on_response(response_handle)
   local body = response_handle:body(true) -- waits for the whole (small) error body
   local text = ""
   if body ~= nil then text = body:getBytes(0, body:length()) end
-  local http_status, code, token
+  local http_status, code, token, types
+  local dialect = md ~= nil and md["dialect"] or nil
   if grpc_status ~= nil and grpc_status ~= 0 then
     local mapped = GRPC_TO_HTTP[grpc_status] or FALLBACK
-    http_status, code = mapped[1], mapped[2]
+    http_status, code, types = mapped[1], mapped[2], GRPC_TYPES[grpc_status]
     token = json_string(trim(percent_decode(grpc_message or "")))
   else
     local rpc_code, raw = rpc_status_fields(text)
     if rpc_code ~= nil then
       local mapped = GRPC_TO_HTTP[rpc_code] or FALLBACK
-      http_status, code, token = mapped[1], mapped[2], raw
+      http_status, code, token, types = mapped[1], mapped[2], raw, GRPC_TYPES[rpc_code]
     elseif text:find('^{"detail":') then
       return -- a local reply, already shaped by local_reply_config
     else
@@ -202,7 +241,8 @@ function envoy_on_response(response_handle)
       .. "whose status the transcoder could not print)")
     return
   end
-  body:setBytes(error_body(code, token))
+  types = types or HTTP_TYPES[http_status] or HTTP_TYPES[http_status >= 500 and 500 or 400]
+  body:setBytes(error_body(code, token, dialect, types, bad_field(text)))
   local trailers = response_handle:trailers()
   if trailers ~= nil then strip_grpc(trailers) end
 end
@@ -213,12 +253,21 @@ def _lua_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _types(table: dict[int, tuple[str, str]]) -> str:
+    return "\n".join(f"  [{k}] = {{{_lua_string(a)}, {_lua_string(b)}}}," for k, (a, b) in sorted(table.items()))
+
+
 def render_lua(
     grpc_to_http: dict[int, tuple[int, str]],
     http_to_code: dict[int, str],
     phrases: dict[int, str],
     server_fallback: tuple[int, str],
     client_fallback_code: str,
+    *,
+    grpc_types: dict[int, tuple[str, str]],
+    http_types: dict[int, tuple[str, str]],
+    dialect_paths: dict[str, str],
+    models_path: str,
 ) -> str:
     """The Lua filter source with the given tables inlined as Lua literals.
 
@@ -238,4 +287,8 @@ def render_lua(
         ),
         "phrases": "\n".join(f"  [{h}] = {_lua_string(p)}," for h, p in sorted(phrases.items())),
         "namespace": METADATA_NAMESPACE,
+        "grpc_types": _types(grpc_types),
+        "http_types": _types(http_types),
+        "dialect_paths": "\n".join(f"  [{_lua_string(p)}] = {_lua_string(d)}," for p, d in sorted(dialect_paths.items())),
+        "models_path": models_path,
     }

@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Optional
 
 import grpc
 
@@ -49,6 +50,7 @@ class RpcCall:
     model_ms: float = 0.0
     chunks: tuple[int, ...] = ()
     code: str = "OK"
+    failed: Optional[ServiceError] = None   # a streamed call that failed after its stream opened (status OK)
 
     def served(self, outcome) -> None:
         """What an ExtractionOutcome (or a list of them) tells the log and the headers."""
@@ -130,6 +132,10 @@ def streaming_rpc(method):
         except Exception:
             logger.exception("unexpected failure in %s (request %s)", method.__name__, call.request_id)
             error = ServiceError(ErrorKind.SERVER_ERROR, "Internal server error")
+        if error is None and call.failed is not None:    # told in the stream itself: logged and counted alike
+            call.code = grpc_code(call.failed.kind).name
+            _finish(call, call.failed)
+            return
         call.code = "OK" if error is None else grpc_code(error.kind).name
         _finish(call, error)
         if error is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import datetime, timezone
 
 import grpc
 
@@ -12,12 +13,13 @@ from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
 from ..config import EndpointConfig
 from ..core.engine import FULL_OUTPUT, CallContext, ExtractionRequest, threshold_or_default
 from ..core.recording import Caller, Provenance, RecordingEngine
-from ..dialects import gliner2_api, inference_api, run_api
-from ..errors import ErrorKind, ServiceError
+from ..dialects import anthropic_api, gliner2_api, inference_api, openai_api, run_api
+from ..errors import ErrorKind, ServiceError, shown
 from . import convert
 from .admission import Admission
 from .auth import ApiKeys
-from .calls import RpcCall, rpc
+from .calls import RpcCall, rpc, streaming_rpc
+from .llm_streams import LlmStreams
 
 NO_DEADLINE_S = 365 * 24 * 3600.0  # remaining times beyond this mean the caller set no deadline
 
@@ -58,6 +60,10 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         self.keys = keys
         self.endpoints = endpoints
         self.max_run_inputs = max_run_inputs
+        self.llm = LlmStreams(engine, self.admission.limit)
+        started = datetime.now(timezone.utc).replace(microsecond=0)
+        self.registered_at = int(started.timestamp())    # the models' "created": when this server registered them
+        self.registered_at_text = started.isoformat().replace("+00:00", "Z")
 
     def _typed(self, texts, request, context, call: RpcCall, method: str):
         call.model = request.model_id or "-"
@@ -122,15 +128,61 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         call.served(recorded.outcome)
         return convert.json_http_body(parsed.answer(recorded))
 
+    def _llm(self, parse, request, context, call: RpcCall):
+        with self.admission.slot():
+            parsed = parse(request.body.data, caller_of(self.keys, context, call), self.endpoints)
+            yield from self.llm.serve(parsed, call_context(context, call), call)
+
+    @streaming_rpc
+    def CreateChatCompletion(self, request, context, call):
+        yield from self._llm(openai_api.parse_chat, request, context, call)
+
+    @streaming_rpc
+    def CreateCompletion(self, request, context, call):
+        yield from self._llm(openai_api.parse_completion, request, context, call)
+
+    @streaming_rpc
+    def CreateResponse(self, request, context, call):
+        yield from self._llm(openai_api.parse_response, request, context, call)
+
+    @streaming_rpc
+    def CreateMessage(self, request, context, call):
+        yield from self._llm(anthropic_api.parse, request, context, call)
+
     @rpc
     def ListModels(self, request, context, call):
         models = self.engine.engine.models
         loaded = set(models.loaded_ids())
-        data = [service_pb2.ModelInfo(id=spec.id, object="model", owned_by="gliner2-service", kind=spec.kind,
+        common = dict(object="model", type="model", owned_by="gliner2-service", created=self.registered_at,
+                      created_at=self.registered_at_text)
+        data = [service_pb2.ModelInfo(id=spec.id, display_name=spec.id, kind=spec.kind,
                                       description=spec.description, loaded=spec.id in loaded,
-                                      is_default=spec.id == models.default_model_id)
+                                      is_default=spec.id == models.default_model_id, **common)
                 for spec in models.specs()]
-        data += [service_pb2.ModelInfo(id=e.id, object="model", owned_by="gliner2-service", kind="endpoint",
-                                       description=e.description, model_id=e.model, loaded=e.model in loaded)
+        data += [service_pb2.ModelInfo(id=e.id, display_name=e.id, kind="endpoint", description=e.description,
+                                       model_id=e.model, loaded=e.model in loaded, **common)
                  for e in self.endpoints.values()]
-        return service_pb2.ListModelsResponse(object="list", data=data)
+        page, has_more = model_page(data, request)
+        return service_pb2.ListModelsResponse(object="list", data=page, has_more=has_more,
+                                              first_id=page[0].id if page else "",
+                                              last_id=page[-1].id if page else "")
+
+
+def model_page(data: list, request) -> tuple[list, bool]:
+    """The Anthropic SDK's paging over the listing: ``after_id`` / ``before_id`` and ``limit`` (0: all)."""
+    ids = [m.id for m in data]
+    start, end = 0, len(data)
+    for name, value in (("after_id", request.after_id), ("before_id", request.before_id)):
+        if value and value not in ids:
+            raise ServiceError(ErrorKind.NOT_FOUND, f"{name} {shown(value)} is not a listed model", field=name)
+    if request.after_id:
+        start = ids.index(request.after_id) + 1
+    if request.before_id:
+        end = ids.index(request.before_id)
+    if request.limit < 0:
+        raise ServiceError.invalid("limit must not be negative", field="limit")
+    if request.limit and end - start > request.limit:
+        if request.before_id and not request.after_id:
+            return data[end - request.limit:end], True
+        return data[start:start + request.limit], True
+    return data[start:end], False

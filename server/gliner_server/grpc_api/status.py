@@ -49,6 +49,16 @@ def http_mapping_by_grpc_code() -> dict[int, tuple[int, str]]:
     return table
 
 
+def dialect_types_by_grpc_code() -> dict[int, tuple[str, str]]:
+    """gRPC status number → (OpenAI error.type, Anthropic error.type), for the Envoy error filter."""
+    table: dict[int, tuple[str, str]] = {}
+    for kind in ErrorKind:
+        table.setdefault(GRPC_CODES[kind].value[0], (kind.error_type("openai"), kind.error_type("anthropic")))
+    table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], (ErrorKind.NOT_FOUND.error_type("openai"),
+                                                              ErrorKind.NOT_FOUND.error_type("anthropic")))
+    return table
+
+
 def to_rpc_status(error: ServiceError, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Status:
     """The status with its details; ``metadata`` (e.g. the request id) travels in its trailers."""
     info = error_details_pb2.ErrorInfo(reason=error.kind.provider_code, domain=ERROR_DOMAIN,
