@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from conftest import start_stack, stop_stack
+from gliner_server.envoy import free_port
 from test_rest_api import same_json
 
 KEY, LIMITED_KEY = "llm-key-0123456789", "llm-limited-key-987"
@@ -49,8 +50,11 @@ def llm_stack(span_checkpoint, cache_dir, work_dir):
     }
     path = work_dir / "llm-service.yaml"
     path.write_text(yaml.safe_dump(config))
+    grpc_port = free_port()
     stack = start_stack(span_checkpoint, cache_dir, work_dir / "llm-stack", "--config", str(path),
-                        "--rate-limit", str(RATE), "--max-text-chars", "60000")
+                        "--rate-limit", str(RATE), "--max-text-chars", "60000", "--max-request-bytes", "200000",
+                        "--grpc-port", str(grpc_port))
+    stack.grpc_address = f"127.0.0.1:{grpc_port}"
     stack.model = str(span_checkpoint)
     yield stack
     assert stop_stack(stack) == 0, stack.log()
@@ -412,3 +416,98 @@ def test_a_call_through_the_openai_sdk_is_in_the_history_and_takes_feedback(oai,
     assert feedback.status_code == 200, feedback.text
     stored = requests.get(llm_stack.base_url + f"/inferences/{inference_id}", headers=headers, timeout=10).json()
     assert stored["feedback"]["verdict"] == "correct"
+
+
+# --- Envoy's own errors, native gRPC, failures after the stream opened -------------------------------
+
+def test_envoys_own_errors_take_the_dialects_shape(llm_stack):
+    headers = {"X-API-Key": KEY}
+    wrong_method = requests.get(llm_stack.base_url + "/v1/chat/completions", headers=headers, timeout=10)
+    assert wrong_method.status_code == 405
+    error = wrong_method.json()["error"]
+    assert error["type"] == "invalid_request_error" and "Method not allowed" in error["message"]
+    too_large = requests.post(llm_stack.base_url + "/v1/messages", headers=headers, timeout=10,
+                              json={"model": "x", "messages": [{"role": "user", "content": "x" * 250_000}]})
+    assert too_large.status_code == 413
+    body = too_large.json()
+    assert body["type"] == "error" and body["error"]["type"] == "request_too_large", body
+    # the hosted APIs' routes keep the provider's shape
+    other = requests.get(llm_stack.base_url + "/inference", headers=headers, timeout=10).json()
+    assert set(other) == {"detail", "error"} and set(other["error"]) == {"code", "message"}
+
+
+def test_native_grpc_clients_get_the_same_stream(llm_stack):
+    import grpc
+    from gliner_client.v1 import gliner_service_pb2 as pb
+    from gliner_client.v1 import gliner_service_pb2_grpc as pb_grpc
+    from google.api import httpbody_pb2
+
+    body = {"model": llm_stack.model, "stream": True, "max_tokens": 5, "messages": [{"role": "user", "content": TEXT}],
+            **SCHEMA_BODY}
+    with grpc.insecure_channel(llm_stack.grpc_address) as channel:
+        stub = pb_grpc.GlinerServiceStub(channel)
+        request = pb.CreateMessageRequest(body=httpbody_pb2.HttpBody(content_type="application/json",
+                                                                     data=json.dumps(body).encode()))
+        messages = list(stub.CreateMessage(request, metadata=[("x-api-key", KEY)], timeout=30))
+        assert len(messages) > 2 and {m.content_type for m in messages} == {"text/event-stream"}
+        assert messages[0].data.startswith(b"event: message_start\n")
+        assert messages[-1].data.startswith(b"event: message_stop\n")
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.CreateMessage(request, metadata=[("x-api-key", "wrong")], timeout=30))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+class FailingAfterQueued:
+    """A recording engine whose call is queued (the stream opens) and then fails, as a stalled history does."""
+
+    def run(self, request, provenance, context):
+        from gliner_server.errors import ErrorKind, ServiceError
+
+        context.on_started()
+        raise ServiceError(ErrorKind.UNAVAILABLE, "The inference history is not answering; retry")
+
+
+def streamed_bytes(parse, body: dict) -> tuple[bytes, object]:
+    from gliner_server.core.engine import CallContext
+    from gliner_server.grpc_api.calls import RpcCall
+    from gliner_server.grpc_api.llm_streams import LlmStreams
+
+    streams = LlmStreams(FailingAfterQueued(), threads=1)
+    call = RpcCall(method="test", request_id="r1", route="test")
+    try:
+        data = b"".join(m.data for m in streams.serve(parse(json.dumps(body).encode()), CallContext(), call))
+    finally:
+        streams.close()
+    return data, call
+
+
+def sdk_over(data: bytes, client_class, **options):
+    import httpx2 as httpx   # what both SDKs are built on
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=data))
+    return client_class(base_url="http://test/v1" if client_class is openai.OpenAI else "http://test",
+                        api_key="k", max_retries=0, http_client=httpx.Client(transport=transport), **options)
+
+
+@pytest.mark.parametrize("route", ["chat", "responses", "messages"])
+def test_a_failure_after_the_stream_opened_is_an_error_event_the_sdk_raises(route):
+    from gliner_server.dialects import anthropic_api, openai_api
+
+    messages = [{"role": "user", "content": TEXT}]
+    body = {"model": "m", "stream": True, **SCHEMA_BODY}
+    if route == "chat":
+        data, call = streamed_bytes(openai_api.parse_chat, {**body, "messages": messages})
+        with pytest.raises(openai.APIError, match="not answering"):
+            list(sdk_over(data, openai.OpenAI).chat.completions.create(model="m", messages=messages, stream=True))
+    elif route == "responses":
+        data, call = streamed_bytes(openai_api.parse_response, {**body, "input": TEXT})
+        with pytest.raises(openai.APIError, match="not answering"):
+            list(sdk_over(data, openai.OpenAI).responses.create(model="m", input=TEXT, stream=True))
+    else:
+        data, call = streamed_bytes(anthropic_api.parse, {**body, "messages": messages})
+        with pytest.raises(anthropic.APIStatusError, match="not answering"):
+            list(sdk_over(data, anthropic.Anthropic).messages.create(model="m", max_tokens=5, messages=messages,
+                                                                     stream=True))
+    assert call.failed is not None and call.failed.kind.name == "UNAVAILABLE"   # logged and counted as failed
+    assert b"inference_id" not in data      # nothing answered without its record

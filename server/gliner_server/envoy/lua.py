@@ -15,7 +15,12 @@ This script maps the gRPC code through
 :func:`gliner_server.grpc_api.status.http_mapping_by_grpc_code` and writes the
 provider's shape ``{"detail": m, "error": {"code": C, "message": m}}``, byte
 for byte what ``local_reply_config`` produces for Envoy's own errors (those
-arrive here already shaped and are left alone). A REST error that is neither
+arrive here already shaped and are left alone). Requests to the OpenAI- and
+Anthropic-compatible routes are tagged with their dialect on the way in
+(dynamic metadata, which ``local_reply_config`` also matches on), and their
+errors add what those SDKs read: ``error.type`` and ``error.param`` (the
+``BadRequest`` field, or null) for OpenAI, ``error.type`` and a top-level
+``"type": "error"`` for Anthropic. A REST error that is neither
 (plain text from somewhere unexpected) is wrapped by HTTP status.
 
 Lua API facts this relies on: a headers object fetched before ``body()`` is
