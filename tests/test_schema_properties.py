@@ -62,7 +62,7 @@ def test_inference_bodies(body):
 @PROFILE
 @given(parameters=bodies)
 def test_run_parameters(parameters):
-    either_valid_or_client_error(run_api._schema, parameters)
+    either_valid_or_client_error(run_api.parameters_schema, parameters)
 
 
 @PROFILE

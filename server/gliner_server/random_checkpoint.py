@@ -96,3 +96,23 @@ def deberta_v3_base_shape(target: Path, seed: int = 0, *, initializer_range: flo
                                     vocab_size=128100, position_buckets=256, seed=seed,
                                     initializer_range=initializer_range, head_scale=head_scale,
                                     tokenizer=subword_tokenizer())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gliner_server.random_checkpoint OUT_DIR [--seed N]``: the tests' tiny checkpoint, for other
+    languages' client tests (``clients/conformance``). Built already (a ``config.json`` there): left as it is."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=1, help="1 is the tests' span checkpoint (default)")
+    parser.add_argument("--architecture", choices=["span", "boundary"], default="span")
+    args = parser.parse_args(argv)
+    if not (args.out_dir / "config.json").exists():
+        build_deberta_checkpoint(args.out_dir, seed=args.seed,
+                                 architecture=None if args.architecture == "span" else args.architecture)
+    print(args.out_dir)
+
+
+if __name__ == "__main__":
+    main()
