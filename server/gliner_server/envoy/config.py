@@ -94,6 +94,10 @@ class EnvoySettings:
     openapi_json: str | None = None      # served at GET /openapi.json (no key needed)
     tls_cert_path: str | None = None     # PEM; with tls_key_path, the listener speaks TLS only
     tls_key_path: str | None = None
+    # Files instead of inline text (gliner2-envoy-config's static envoy/ folder; relative paths resolve
+    # against Envoy's working directory): the Lua filter's source, and the document at GET /openapi.json.
+    lua_path: str = ""
+    openapi_path: str = ""
 
 
 def _duration(seconds: float) -> str:
@@ -285,7 +289,8 @@ def _http_filters(settings: EnvoySettings, lua_source: str, descriptor: bytes) -
     return [
         {"name": "envoy.filters.http.lua", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-            "default_source_code": {"inline_string": lua_source},
+            "default_source_code": ({"filename": settings.lua_path} if settings.lua_path
+                                    else {"inline_string": lua_source}),
         }},
         {"name": "envoy.filters.http.health_check", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
@@ -374,11 +379,13 @@ def _routes(settings: EnvoySettings, fds: descriptor_pb2.FileDescriptorSet) -> l
     )
     rest_route = {"name": "rest", "match": {"prefix": "/"}, "route": _upstream_route(settings)}
     openapi = []
-    if settings.openapi_json:
+    if settings.openapi_json or settings.openapi_path:
+        body = ({"filename": settings.openapi_path} if settings.openapi_path
+                else {"inline_string": settings.openapi_json})
         openapi = [{
             "name": "openapi",
             "match": {"path": OPENAPI_PATH, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-            "direct_response": {"status": 200, "body": {"inline_string": settings.openapi_json}},
+            "direct_response": {"status": 200, "body": body},
             "response_headers_to_add": [{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                                          "header": {"key": "content-type", "value": "application/json"}}],
             "typed_per_filter_config": {"envoy.filters.http.grpc_json_transcoder": disabled},
@@ -499,6 +506,18 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+def lua_source() -> str:
+    """The Lua error filter's source (:mod:`.lua`), rendered from the error table."""
+    return render_lua(
+        http_mapping_by_grpc_code(), http_code_table(),
+        {s: _phrase(s) for s in http_code_table()},
+        server_fallback=(ErrorKind.SERVER_ERROR.http_status, ErrorKind.SERVER_ERROR.provider_code),
+        client_fallback_code=ErrorKind.INVALID_REQUEST.provider_code,
+        grpc_types=dialect_types_by_grpc_code(), http_types=dialect_types_by_http(),
+        dialect_paths=DIALECT_PATHS, models_path=MODELS_PATH,
+    )
+
+
 def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dict:
     """The bootstrap as a dict. ``descriptor`` defaults to the file's bytes."""
     if not settings.upstreams:
@@ -511,14 +530,6 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         with open(settings.descriptor_path, "rb") as f:
             descriptor = f.read()
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor)
-    lua_source = render_lua(
-        http_mapping_by_grpc_code(), http_code_table(),
-        {s: _phrase(s) for s in http_code_table()},
-        server_fallback=(ErrorKind.SERVER_ERROR.http_status, ErrorKind.SERVER_ERROR.provider_code),
-        client_fallback_code=ErrorKind.INVALID_REQUEST.provider_code,
-        grpc_types=dialect_types_by_grpc_code(), http_types=dialect_types_by_http(),
-        dialect_paths=DIALECT_PATHS, models_path=MODELS_PATH,
-    )
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gliner",
@@ -527,7 +538,7 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         "route_config": {"name": "gliner", "max_direct_response_body_size_bytes": 4 << 20, "virtual_hosts": [
             {"name": "gliner", "domains": ["*"], "routes": _routes(settings, fds)},
         ]},
-        "http_filters": _http_filters(settings, lua_source, descriptor),
+        "http_filters": _http_filters(settings, "" if settings.lua_path else lua_source(), descriptor),
         "local_reply_config": _local_reply_config(),
     }
     if settings.access_log:
