@@ -161,7 +161,8 @@ def document(modules, services) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "gliner2-service", "version": "1",
                  "description": "Self-hosted GLiNER2: Fastino's /gliner-2 and /run, Pioneer's /inference and "
-                                "inference history, and typed extraction. Generated from the gliner.v1 protos."},
+                                "inference history, OpenAI- and Anthropic-compatible routes, and typed "
+                                "extraction. Generated from the gliner.v1 protos."},
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(builder.schemas.items())),
