@@ -158,3 +158,26 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterce
 
     def intercept_stream_stream(self, continuation, details, requests_):
         return continuation(self._with(details), requests_)
+
+
+def test_a_call_whose_caller_left_is_logged_as_such_not_as_a_server_failure(stack):
+    """A deadline that passes while the model runs: the caller gets DEADLINE_EXCEEDED, and the server logs the
+    call as ended by its caller (no traceback, no INTERNAL), once it finds no one to answer."""
+    import time
+
+    text = "Tim Cook met Sundar Pichai in Paris. " * 300
+    before = stack.log_path.read_text(errors="replace")
+    with GlinerClient(f"127.0.0.1:{stack.port}", api_key=API_KEY, timeout=0.05) as quick:
+        with pytest.raises(GlinerError) as caught:
+            quick.extract(text, build_schema(entities=["person", "company", "location"]))
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        new = stack.log_path.read_text(errors="replace")[len(before):]
+        lines = [line for line in new.splitlines() if "gliner2.access" in line and "method=Extract" in line]
+        if lines:
+            break
+        time.sleep(0.1)
+    assert lines, new[-2000:]
+    assert "status=DEADLINE_EXCEEDED" in lines[-1] or "status=CANCELLED" in lines[-1], lines[-1]
+    assert "unexpected failure in Extract" not in new, new[-3000:]

@@ -94,6 +94,9 @@ def rpc(method):
         call = new_call(method.__name__, context)
         try:
             response = method(self, request, context, call)
+            gone = _caller_gone(context)
+            if gone is not None:   # cancelled or past its deadline meanwhile: no one to answer
+                raise gone
             context.send_initial_metadata(call.response_metadata())
             return response
         except ServiceError as error:
@@ -123,6 +126,9 @@ def streaming_rpc(method):
         try:
             stream = method(self, request, context, call)
             first = next(stream, None)   # errors before the first message still get a status
+            gone = _caller_gone(context)
+            if gone is not None:
+                raise gone
             context.send_initial_metadata(call.response_metadata())
             if first is not None:
                 yield first
@@ -142,6 +148,16 @@ def streaming_rpc(method):
             abort(context, error, metadata=((REQUEST_ID, call.request_id),))
 
     return handler
+
+
+def _caller_gone(context: grpc.ServicerContext) -> ServiceError | None:
+    """The error to log for a call whose caller left (cancelled it, or its deadline passed), else None."""
+    if context.is_active():
+        return None
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return ServiceError(ErrorKind.DEADLINE_EXCEEDED, "The call's deadline passed before it was answered")
+    return ServiceError(ErrorKind.CANCELLED, "The caller cancelled the call")
 
 
 def _finish(call: RpcCall, error: ServiceError | None) -> None:
