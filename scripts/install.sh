@@ -16,6 +16,11 @@ python="${PYTHON:-python3}"
 if [ ! -x .tools/node_modules/.bin/buf ]; then
   npm install --silent --no-fund --no-audit --prefix .tools "@bufbuild/buf@1.75.0" >/dev/null
 fi
+# The TypeScript client's packages (npm registry; also protoc-gen-es, which scripts/protos.py runs).
+bash clients/typescript/install.sh
+# The Go client: Debian's Go toolchain, its packaged grpc/protobuf modules (there is no Go module proxy
+# here) and protoc-gen-go / protoc-gen-go-grpc (as root, where missing), then the offline module setup.
+bash clients/go/install.sh
 # PostgreSQL server binaries: the history-store tests start a throwaway cluster
 # (initdb/pg_ctl) of their own. Installed from Debian, without the package's
 # default "main" cluster, only when missing and only as root.
