@@ -9,6 +9,8 @@ traffic to the real server and reads its RSS from /proc.
 """
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from conftest import API_KEY, start_stack, stop_stack
@@ -30,4 +32,7 @@ def test_resident_memory_levels_off_under_varied_traffic(span_checkpoint, cache_
     finally:
         assert stop_stack(stack) == 0, stack.log()
     print(f"RSS after 1500 warm-up requests {warm:.0f} MiB; then every 500: {[round(s) for s in samples]} MiB")
-    assert max(samples) <= warm * 1.05, (warm, samples)
+    # Levels off: the typical sample within the soak's 5 %, and no sample beyond 10 %. (One sample can sit a
+    # few tens of MiB above the rest, as a malloc arena of a thread that took its first large call grows
+    # once; the growth this guards against was steady, 1.3 GB to 2.5 GB over these requests.)
+    assert statistics.median(samples) <= warm * 1.05 and max(samples) <= warm * 1.10, (warm, samples)
