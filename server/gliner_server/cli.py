@@ -236,6 +236,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .errors import ServiceError
     from .grpc_api.admission import Admission
     from .grpc_api.server import GrpcServer
+    from .history.datasets import DatasetLimits
     from .history.cli import resolve_database_url
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
@@ -267,7 +268,10 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
-                        max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes)
+                        max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes,
+                        dataset_limits=DatasetLimits(max_records=config.max_dataset_records,
+                                                     max_bytes=config.max_dataset_bytes,
+                                                     max_datasets=config.max_datasets_per_client))
     server.start()  # NOT_SERVING until the model is loaded and warm
     metrics.SERVING.set_function(lambda: 1 if server.serving else 0)
     # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)

@@ -13,6 +13,9 @@
     max_loaded_bytes: 4000000000              # ... or beyond this much memory
     model_load_backoff_s: 30                  # a model that failed to load is not tried again before this
     model_load_wait_s: 60                     # longest a request waits for its model to load (then 503)
+    max_dataset_records: 10000                # records per training dataset (more: 413)
+    max_dataset_bytes: 33554432               # a dataset's records as JSON (more: 413)
+    max_datasets_per_client: 100              # training datasets per API client (more: 429)
     endpoints:
       - id: fastino-pii-demo
         model: fastino/gliner2-base-v1
@@ -131,6 +134,9 @@ class ServiceConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     database_url: Optional[str] = None
     max_batch_inputs: int = Field(default=64, ge=1)      # inputs per /run request
+    max_dataset_records: int = Field(default=10_000, ge=1)    # records per training dataset
+    max_dataset_bytes: int = Field(default=32 << 20, ge=1)    # a dataset's records as JSON
+    max_datasets_per_client: int = Field(default=100, ge=1)   # training datasets per API client
     model_load_backoff_s: float = Field(default=30.0, gt=0)   # a failed load is answered from memory this long
     model_load_wait_s: float = Field(default=60.0, gt=0)      # longest a request waits for its model to load
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

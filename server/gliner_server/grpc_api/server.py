@@ -21,18 +21,23 @@ from gliner_client.v1 import gliner_service_pb2 as service_pb2
 from gliner_client.v1 import gliner_service_pb2_grpc as service_grpc
 from gliner_client.v1 import history_service_pb2 as history_pb2
 from gliner_client.v1 import history_service_pb2_grpc as history_grpc
+from gliner_client.v1 import training_service_pb2 as training_pb2
+from gliner_client.v1 import training_service_pb2_grpc as training_grpc
 
 from ..core.recording import RecordingEngine
 from ..config import EndpointConfig
+from ..history.datasets import DatasetLimits, DatasetStore
 from .auth import ApiKeys, AuthInterceptor
 from .decoding import DecodingInterceptor
 from .history_service import InferenceHistoryService
 from .admission import Admission
 from .service import GlinerService
+from .training_service import TrainingService
 
-PROTO_MODULES = (service_pb2, history_pb2)
+PROTO_MODULES = (service_pb2, history_pb2, training_pb2)
 SERVICE_NAMES = (service_pb2.DESCRIPTOR.services_by_name["GlinerService"].full_name,
-                 history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name)
+                 history_pb2.DESCRIPTOR.services_by_name["InferenceHistoryService"].full_name,
+                 training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name)
 # A grpc.health.v1 service name that is SERVING while the process runs, whatever its readiness: what a
 # liveness probe asks (a stalled database makes the server NOT_SERVING, which must not get it restarted).
 LIVENESS_SERVICE = "liveness"
@@ -48,7 +53,8 @@ class GrpcServer:
 
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
                  endpoints: dict[str, EndpointConfig] | None = None, workers: int = 64, max_run_inputs: int = 64,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_send_bytes: int = MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_send_bytes: int = MAX_MESSAGE_BYTES,
+                 dataset_limits: DatasetLimits = DatasetLimits()):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.admission = Admission.for_workers(workers)
         self.history_admission = Admission.for_history(workers)
@@ -74,6 +80,9 @@ class GrpcServer:
             history_grpc.add_InferenceHistoryServiceServicer_to_server(
                 InferenceHistoryService(engine.history, keys, self.history_admission,
                                         chunk_bytes=max(4096, max_send_bytes // 4)), self.server)
+            training_grpc.add_TrainingServiceServicer_to_server(
+                TrainingService(DatasetStore(engine.history, dataset_limits), keys, self.history_admission),
+                self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

@@ -312,16 +312,25 @@ class HistoryStore:
             written += len(lines)
         return written
 
-    def export_training_pages(self, *, client_id: str | None = None,
-                              page_rows: int = EXPORT_PAGE) -> Iterator[list[str]]:
+    def export_training_pages(self, *, client_id: str | None = None, page_rows: int = EXPORT_PAGE,
+                              model_id: str | None = None, project_id: str | None = None,
+                              since: datetime | None = None) -> Iterator[list[str]]:
         """The export of :meth:`export_training_jsonl`, a page of JSONL lines at a time (each ends in a newline).
 
         Each page is one bounded database round trip (keyset pagination in
         creation order), so an export of any size streams in constant memory.
+        ``model_id``, ``project_id`` and ``since`` narrow it to those inferences.
         """
         after: tuple[datetime, str] | None = None
+        filters = []
+        if model_id is not None:
+            filters.append(inferences.c.model_id == model_id)
+        if project_id is not None:
+            filters.append(inferences.c.project_id == project_id)
+        if since is not None:
+            filters.append(inferences.c.created_at >= since)
         while True:
-            rows = self._bounded(lambda: self._export_rows(client_id, after, page_rows))
+            rows = self._bounded(lambda: self._export_rows(client_id, after, page_rows, filters))
             lines = []
             for row in rows:
                 truth = row.output if row.verdict == "correct" else row.corrected_output
@@ -334,12 +343,13 @@ class HistoryStore:
                 return
             after = (rows[-1].created_at, rows[-1].id)
 
-    def _export_rows(self, client_id: str | None, after: tuple[datetime, str] | None, limit: int) -> list:
+    def _export_rows(self, client_id: str | None, after: tuple[datetime, str] | None, limit: int,
+                     filters: Sequence = ()) -> list:
         query = (
             sa.select(inferences.c.id, inferences.c.created_at, inferences.c.text, inferences.c.schema,
                       inferences.c.output, feedback.c.verdict, feedback.c.corrected_output)
             .join(feedback, feedback.c.inference_id == inferences.c.id)
-            .where(_IS_CURRENT, inferences.c.text.is_not(None), inferences.c.schema.is_not(None))
+            .where(_IS_CURRENT, inferences.c.text.is_not(None), inferences.c.schema.is_not(None), *filters)
             .order_by(inferences.c.created_at, inferences.c.id)
             .limit(limit)
         )

@@ -67,3 +67,21 @@ heartbeat = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Training datasets, scoped to an API client like its inferences; the records (gliner2 training JSONL
+# records, validated when the dataset was created) are kept whole, in order.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("record_count", sa.Integer(), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("task_counts", _Json, nullable=False),
+    sa.Column("records", _Json, nullable=False),
+    sa.UniqueConstraint("client_id", "name", name="uq_datasets_client_name"),
+)
