@@ -158,9 +158,10 @@ def test_script_heads_read_both_alembic_templates_and_refuse_to_guess(tmp_path, 
     migrations = tmp_path / "migrations"
     shutil.copytree(database._MIGRATIONS, migrations)
     monkeypatch.setattr(database, "_MIGRATIONS", migrations)
-    (migrations / "versions" / "0002_next.py").write_text(
-        'from typing import Union\nrevision: str = "0002"\ndown_revision: Union[str, None] = "0001"\n')
-    assert database.script_heads() == {"0002"}
+    [head] = database.script_heads()
+    (migrations / "versions" / "9999_next.py").write_text(
+        f'from typing import Union\nrevision: str = "9999"\ndown_revision: Union[str, None] = "{head}"\n')
+    assert database.script_heads() == {"9999"}
     (migrations / "versions" / "helpers.py").write_text("X = 1\n")  # unreadable as a revision: let Alembic decide
     assert database.script_heads() == set()
 

@@ -165,3 +165,17 @@ def test_native_grpc_clients_have_the_same_datasets(api):
             stub.GetDataset(pb.GetDatasetRequest(name="typed"), metadata=[("x-api-key", BOB)], timeout=30)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         stub.DeleteDataset(pb.DeleteDatasetRequest(name="typed"), metadata=[("x-api-key", ALICE)], timeout=30)
+
+
+def test_concurrent_creates_of_one_name_store_it_once(api):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: call(api, "POST", "/v1/datasets", {"name": "race", "records": RECORDS}),
+                                range(6)))
+    try:
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [200] + [400] * 5, [a.text for a in answers]
+        assert all("exists already" in a.json()["detail"] for a in answers if a.status_code == 400)
+    finally:
+        call(api, "DELETE", "/v1/datasets/race")

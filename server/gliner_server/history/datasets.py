@@ -105,22 +105,29 @@ class DatasetStore:
 
         def insert():
             with self.store._transaction(write=True) as connection:
-                owned = connection.execute(sa.select(sa.func.count()).select_from(datasets)
-                                           .where(datasets.c.client_id == client_id)).scalar_one()
-                if owned >= self.limits.max_datasets:
-                    raise ServiceError(ErrorKind.RATE_LIMITED, f"You have {owned} datasets, the most allowed; "
-                                                               "delete one first", field="name", retry_after_s=60)
                 taken = connection.execute(sa.select(datasets.c.id).where(
                     datasets.c.client_id == client_id, datasets.c.name == name)).first()
                 if taken is not None:
                     raise ServiceError.invalid(f"A dataset named {shown(name)} exists already; delete it or "
                                                "choose another name", field="name")
+                owned = connection.execute(sa.select(sa.func.count()).select_from(datasets)
+                                           .where(datasets.c.client_id == client_id)).scalar_one()
+                if owned >= self.limits.max_datasets:
+                    raise ServiceError(ErrorKind.RATE_LIMITED, f"You have {owned} datasets, the most allowed; "
+                                                               "delete one first", field="name", retry_after_s=60)
                 connection.execute(datasets.insert().values(
                     id="ds_" + uuid.uuid4().hex, client_id=client_id, name=name, created_at=dataset.created_at,
                     source=source, description=description, record_count=dataset.record_count,
                     size_bytes=size, task_counts=counts, records=records))
 
-        self.store._bounded(insert)
+        def insert_once():
+            try:
+                insert()
+            except sa.exc.IntegrityError:   # a concurrent create of the same name won the race
+                raise ServiceError.invalid(f"A dataset named {shown(name)} exists already; delete it or choose "
+                                           "another name", field="name") from None
+
+        self.store._bounded(insert_once)
         return dataset
 
     def create_from_feedback(self, client_id: str, name: str, *, model_id: Optional[str] = None,
