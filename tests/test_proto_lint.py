@@ -6,32 +6,22 @@ the google/api protos that googleapis-common-protos installs.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-import google.api
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
-BUF = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
+sys.path.insert(0, str(ROOT / "scripts"))
+import protos  # noqa: E402 - scripts/protos.py builds the same offline workspace for generation and breaking
 
 
 def workspace(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "proto", tmp_path / "proto", ignore=shutil.ignore_patterns("buf.yaml", "buf.lock"))
-    third_party = tmp_path / "third_party" / "google" / "api"
-    shutil.copytree(Path(list(google.api.__path__)[0]), third_party, ignore=shutil.ignore_patterns("*.py*", "__pycache__"))
-    lint = yaml.safe_load((ROOT / "proto" / "buf.yaml").read_text())["lint"]
-    lint["ignore_only"] = {rule: [f"proto/{p}" for p in paths] for rule, paths in lint.get("ignore_only", {}).items()}
-    config = {"version": "v2", "modules": [{"path": "proto", "lint": lint},
-                                           {"path": "third_party", "lint": {"ignore": ["third_party"]}}]}
-    (tmp_path / "buf.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
+    return protos.workspace(ROOT / "proto", tmp_path)
 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
-    assert BUF.exists(), "buf is installed by scripts/install.sh"
-    return subprocess.run([str(BUF), "lint"], cwd=path, capture_output=True, text=True, timeout=120)
+    assert protos.BUF.exists(), "buf is installed by scripts/install.sh"
+    return protos.buf("lint", cwd=path)
 
 
 def test_protos_pass_standard_lint(tmp_path):

@@ -50,10 +50,6 @@ class ErrorKind(enum.Enum):
         return {"openai": self.value.openai_type, "anthropic": self.value.anthropic_type}.get(dialect)
 
 
-# error.type of HTTP statuses only Envoy produces (405, 408), per LLM dialect
-ENVOY_ONLY_TYPES = {405: ("invalid_request_error", "invalid_request_error"), 408: ("timeout_error", "timeout_error")}
-
-
 MAX_MESSAGE_CHARS = 500
 
 

@@ -63,6 +63,11 @@ class Recorded:
     inference_ids: list[str]
     created_at: datetime
 
+    @property
+    def inference_id(self) -> Optional[str]:
+        """The (first) text's history id; None when nothing was recorded."""
+        return self.inference_ids[0] if self.inference_ids else None
+
 
 class RecordingEngine:
     """The engine plus the history; ``history`` None records nothing."""

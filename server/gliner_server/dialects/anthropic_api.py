@@ -116,8 +116,8 @@ class MessageCall:
                      "input": self.call.driver.content(result)}
         else:
             block = {"type": "text", "text": self.call.driver.text(result)}
-        inference_id = recorded.inference_ids[0] if recorded.inference_ids else None
-        return self._message([block], self._stop_reason, self._usage(recorded.outcome.tokens), inference_id)
+        return self._message([block], self._stop_reason, self._usage(recorded.outcome.tokens),
+                             recorded.inference_id)
 
     @staticmethod
     def stream_error(error: ServiceError) -> bytes:
@@ -139,8 +139,8 @@ class MessageCall:
         usage = self._usage(recorded.outcome.tokens)
         delta = {"type": "message_delta", "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
                  "usage": usage}
-        if recorded.inference_ids:
-            delta["inference_id"] = recorded.inference_ids[0]
+        if recorded.inference_id is not None:
+            delta["inference_id"] = recorded.inference_id
         return [*events,
                 sse({"type": "content_block_stop", "index": 0}, event="content_block_stop"),
                 sse(delta, event="message_delta"),

@@ -63,7 +63,7 @@ class InferenceCall:
     def answer(recorded: Recorded) -> bytes:
         outcome = recorded.outcome
         answer = {
-            "id": recorded.inference_ids[0] if recorded.inference_ids else None,
+            "id": recorded.inference_id,
             "model_id": outcome.model_id,
             "result": outcome.results[0],
             "latency_ms": round(outcome.latency_ms, 3),

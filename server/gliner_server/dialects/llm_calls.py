@@ -30,7 +30,7 @@ from ..errors import ServiceError, shown
 from . import body as fields
 from .inference_api import pioneer_schema
 from .json_schema import JsonSchemaPlan, plan_from_json_schema
-from .run_api import parameters_schema as endpoint_schema
+from .run_api import parameters_schema
 
 NOT_GENERATION = ("This service runs GLiNER2 extraction models, not text generation: say what to extract with "
                   '"schema" in the body (Pioneer\'s form, e.g. {"entities": ["person", "company"]}; the SDKs send '
@@ -172,7 +172,7 @@ def parse_call(body: dict, *, route: str, texts: tuple[str, ...], ask: Optional[
         schema = plan.schema
     elif endpoint is not None and endpoint.parameters:
         driver = Driver("endpoint")
-        schema = endpoint_schema(endpoint.parameters)
+        schema = parameters_schema(endpoint.parameters)
     else:
         raise ServiceError.invalid(NOT_GENERATION, field="schema")
     # an endpoint's threshold is its default too

@@ -146,7 +146,7 @@ class ChatCall:
         return {"id": self.id, "object": "chat.completion", "created": self.call.created, "model": self.call.model,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": _usage(recorded.outcome.tokens), "system_fingerprint": None,
-                "inference_id": _first(recorded.inference_ids)}
+                "inference_id": recorded.inference_id}
 
     @staticmethod
     def stream_error(error: ServiceError) -> bytes:
@@ -161,7 +161,7 @@ class ChatCall:
 
     def closing(self, recorded: Recorded) -> list[bytes]:
         text = self.call.texts(recorded.outcome.results)[0]
-        inference_id = _first(recorded.inference_ids)
+        inference_id = recorded.inference_id
         tool = self.call.driver.tool_name is not None
         events = [self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} if tool
                               else {"content": piece}, inference_id=inference_id) for piece in pieces(text)]
@@ -292,7 +292,7 @@ class ResponseCall:
     def answer(self, recorded: Recorded) -> dict:
         text = self.call.texts(recorded.outcome.results)[0]
         return self._response("completed", [self._item(text, "completed")], self._usage(recorded.outcome.tokens),
-                              _first(recorded.inference_ids))
+                              recorded.inference_id)
 
     def _events(self, start: int, *events: tuple[str, dict]) -> list[bytes]:
         return [sse({"type": name, "sequence_number": start + i, **data}, event=name)
@@ -358,10 +358,6 @@ def stream_error(error: ServiceError, *, responses: bool = False, sequence_numbe
         return sse({"type": "error", "sequence_number": sequence_number, "code": detail["code"],
                     "message": error.message, "param": error.field, "error": detail}, event="error")
     return sse({"error": detail})
-
-
-def _first(ids: list[str]) -> Optional[str]:
-    return ids[0] if ids else None
 
 
 def _ids(recorded: Recorded, count: int) -> list[Optional[str]]:

@@ -168,7 +168,7 @@ class RunCall:
             "message": "Responses from endpoint." if self.endpoint else "Responses from model.",
             "output": run_output(text, request.schema, outcome.typed(request.schema)[0]),
             "status": "success",
-            "inference_id": recorded.inference_ids[0] if recorded.inference_ids else None,
+            "inference_id": recorded.inference_id,
             "queue_ms": round(outcome.queue_ms, 3),
         }
         if outcome.chunked:  # the text was longer than the model's window

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor_pb2
 
 from ..dialects import anthropic_api, openai_api
-from ..errors import ENVOY_ONLY_TYPES, ErrorKind
+from ..errors import ErrorKind
 from ..grpc_api.status import dialect_types_by_grpc_code, http_mapping_by_grpc_code
 from .descriptors import http_rules
 from .lua import METADATA_NAMESPACE, render_lua
@@ -54,8 +54,10 @@ from .routes import method_not_allowed_routes
 CLUSTER = "gliner_grpc"
 OPENAPI_PATH = "/openapi.json"
 HEALTHZ_PATH = "/healthz"
-# HTTP statuses only Envoy produces; the rest come from the error table.
-_ENVOY_ONLY_CODES = {405: "METHOD_NOT_ALLOWED", 408: "TIMEOUT"}
+# HTTP statuses only Envoy produces: their provider code and error.type (OpenAI's, Anthropic's); the rest
+# come from the error table.
+_ENVOY_ONLY = {405: ("METHOD_NOT_ALLOWED", ("invalid_request_error", "invalid_request_error")),
+               408: ("TIMEOUT", ("timeout_error", "timeout_error"))}
 _UNHEALTHY_MESSAGE = "No healthy upstream"
 
 
@@ -104,13 +106,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
+def _kinds_by_http() -> dict[int, ErrorKind]:
+    """HTTP status -> the first kind of the error table with that status."""
+    table: dict[int, ErrorKind] = {}
+    for kind in ErrorKind:
+        table.setdefault(kind.http_status, kind)
+    return table
+
+
 def http_code_table() -> dict[int, str]:
-    """HTTP status -> provider code, from the error table (first kind wins)."""
-    table: dict[int, str] = {}
-    for http_status, code in http_mapping_by_grpc_code().values():
-        table.setdefault(http_status, code)
-    for http_status, code in _ENVOY_ONLY_CODES.items():
-        table.setdefault(http_status, code)
+    """HTTP status -> provider code, from the error table (first kind wins), and Envoy's own statuses."""
+    table = {status: kind.provider_code for status, kind in _kinds_by_http().items()}
+    for status, (code, _) in _ENVOY_ONLY.items():
+        table.setdefault(status, code)
     return table
 
 
@@ -165,11 +173,10 @@ DIALECTS = ("openai", "anthropic")
 
 
 def dialect_types_by_http() -> dict[int, tuple[str, str]]:
-    """HTTP status -> (OpenAI error.type, Anthropic error.type), from the error table (first kind wins)."""
-    table: dict[int, tuple[str, str]] = {}
-    for kind in ErrorKind:
-        table.setdefault(kind.http_status, (kind.error_type("openai"), kind.error_type("anthropic")))
-    for status, types in ENVOY_ONLY_TYPES.items():
+    """HTTP status -> (OpenAI error.type, Anthropic error.type), as :func:`http_code_table` gives codes."""
+    table = {status: (kind.error_type("openai"), kind.error_type("anthropic"))
+             for status, kind in _kinds_by_http().items()}
+    for status, (_, types) in _ENVOY_ONLY.items():
         table.setdefault(status, types)
     return table
 

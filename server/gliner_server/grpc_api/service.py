@@ -87,7 +87,7 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         outcome = recorded.outcome
         return service_pb2.ExtractResponse(result=results[0], model_id=outcome.model_id,
                                            latency_ms=outcome.latency_ms, queue_ms=outcome.queue_ms,
-                                           inference_id=next(iter(recorded.inference_ids), ""),
+                                           inference_id=recorded.inference_id or "",
                                            chunks=outcome.chunks[0])
 
     @rpc

@@ -36,27 +36,28 @@ def grpc_code(kind: ErrorKind) -> grpc.StatusCode:
     return GRPC_CODES[kind]
 
 
-def http_mapping_by_grpc_code() -> dict[int, tuple[int, str]]:
-    """gRPC status number → (HTTP status, provider code), for the Envoy error filter.
+def kinds_by_grpc_code() -> dict[int, ErrorKind]:
+    """gRPC status number → the first kind with that code: how the Envoy error filter reads the table back.
 
-    A gRPC status that no kind uses (e.g. UNIMPLEMENTED from an unknown method)
-    still needs an answer there.
+    A gRPC status that no kind uses (UNIMPLEMENTED, from an unknown method)
+    still needs an answer there: NOT_FOUND's.
     """
-    table: dict[int, tuple[int, str]] = {}
+    table: dict[int, ErrorKind] = {}
     for kind in ErrorKind:
-        table.setdefault(GRPC_CODES[kind].value[0], (kind.http_status, kind.provider_code))
-    table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], (404, "NOT_FOUND"))
+        table.setdefault(GRPC_CODES[kind].value[0], kind)
+    table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], ErrorKind.NOT_FOUND)
     return table
+
+
+def http_mapping_by_grpc_code() -> dict[int, tuple[int, str]]:
+    """gRPC status number → (HTTP status, provider code), for the Envoy error filter."""
+    return {code: (kind.http_status, kind.provider_code) for code, kind in kinds_by_grpc_code().items()}
 
 
 def dialect_types_by_grpc_code() -> dict[int, tuple[str, str]]:
     """gRPC status number → (OpenAI error.type, Anthropic error.type), for the Envoy error filter."""
-    table: dict[int, tuple[str, str]] = {}
-    for kind in ErrorKind:
-        table.setdefault(GRPC_CODES[kind].value[0], (kind.error_type("openai"), kind.error_type("anthropic")))
-    table.setdefault(grpc.StatusCode.UNIMPLEMENTED.value[0], (ErrorKind.NOT_FOUND.error_type("openai"),
-                                                              ErrorKind.NOT_FOUND.error_type("anthropic")))
-    return table
+    return {code: (kind.error_type("openai"), kind.error_type("anthropic"))
+            for code, kind in kinds_by_grpc_code().items()}
 
 
 def to_rpc_status(error: ServiceError, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Status:

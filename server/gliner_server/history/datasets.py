@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from ..errors import ErrorKind, ServiceError, shown
 from .records import utc_now
+from .store import _utc
 from .tables import datasets
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -56,6 +57,11 @@ def check_name(name: Any) -> str:
         raise ServiceError.invalid(f"Invalid dataset name {shown(name)}: 1-100 letters, digits, '.', '_' or '-', "
                                    "starting with a letter or digit", field="name")
     return name
+
+
+def exists_already(name: str) -> ServiceError:
+    return ServiceError.invalid(f"A dataset named {shown(name)} exists already; delete it or choose another name",
+                                field="name")
 
 
 def validate_records(records: list[Any], limits: DatasetLimits) -> tuple[int, dict[str, int]]:
@@ -104,30 +110,25 @@ class DatasetStore:
                                 record_count=len(records), size_bytes=size, task_counts=counts, records=records)
 
         def insert():
-            with self.store._transaction(write=True) as connection:
-                taken = connection.execute(sa.select(datasets.c.id).where(
-                    datasets.c.client_id == client_id, datasets.c.name == name)).first()
-                if taken is not None:
-                    raise ServiceError.invalid(f"A dataset named {shown(name)} exists already; delete it or "
-                                               "choose another name", field="name")
-                owned = connection.execute(sa.select(sa.func.count()).select_from(datasets)
-                                           .where(datasets.c.client_id == client_id)).scalar_one()
-                if owned >= self.limits.max_datasets:
-                    raise ServiceError(ErrorKind.RATE_LIMITED, f"You have {owned} datasets, the most allowed; "
-                                                               "delete one first", field="name", retry_after_s=60)
-                connection.execute(datasets.insert().values(
-                    id="ds_" + uuid.uuid4().hex, client_id=client_id, name=name, created_at=dataset.created_at,
-                    source=source, description=description, record_count=dataset.record_count,
-                    size_bytes=size, task_counts=counts, records=records))
-
-        def insert_once():
             try:
-                insert()
+                with self.store._transaction(write=True) as connection:
+                    taken = connection.execute(sa.select(datasets.c.id).where(
+                        datasets.c.client_id == client_id, datasets.c.name == name)).first()
+                    if taken is not None:
+                        raise exists_already(name)
+                    owned = connection.execute(sa.select(sa.func.count()).select_from(datasets)
+                                               .where(datasets.c.client_id == client_id)).scalar_one()
+                    if owned >= self.limits.max_datasets:
+                        raise ServiceError(ErrorKind.RATE_LIMITED, f"You have {owned} datasets, the most allowed; "
+                                                                   "delete one first", field="name", retry_after_s=60)
+                    connection.execute(datasets.insert().values(
+                        id="ds_" + uuid.uuid4().hex, client_id=client_id, name=name, created_at=dataset.created_at,
+                        source=source, description=description, record_count=dataset.record_count,
+                        size_bytes=size, task_counts=counts, records=records))
             except sa.exc.IntegrityError:   # a concurrent create of the same name won the race
-                raise ServiceError.invalid(f"A dataset named {shown(name)} exists already; delete it or choose "
-                                           "another name", field="name") from None
+                raise exists_already(name) from None
 
-        self.store._bounded(insert_once)
+        self.store._bounded(insert)
         return dataset
 
     def create_from_feedback(self, client_id: str, name: str, *, model_id: Optional[str] = None,
@@ -175,12 +176,7 @@ class DatasetStore:
 
 
 def _from_row(row) -> DatasetRecord:
-    created = row["created_at"]
-    if created.tzinfo is None:     # SQLite hands back naive datetimes: they were stored as UTC
-        from datetime import timezone
-
-        created = created.replace(tzinfo=timezone.utc)
-    return DatasetRecord(name=row["name"], created_at=created, source=row["source"],
+    return DatasetRecord(name=row["name"], created_at=_utc(row["created_at"]), source=row["source"],
                          description=row["description"], record_count=row["record_count"],
                          size_bytes=row["size_bytes"], task_counts=dict(row["task_counts"] or {}),
                          records=row.get("records"))
