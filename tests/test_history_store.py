@@ -461,7 +461,7 @@ def test_migrations_are_idempotent_and_safe_to_race(db_url):
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as connection:
-            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         engine.dispose()

@@ -111,6 +111,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "standard output (default), in FILE, or off")
     p.add_argument("--log-level", default="INFO")
 
+    training = p.add_argument_group("training jobs")
+    training.add_argument("--training-dir", type=Path, default=os.environ.get("GLINER2_TRAINING_DIR"),
+                          help="where training jobs write their models (default: the configuration's "
+                               "training_dir, else DATA_DIR/training); servers and workers must share it")
+    training.add_argument("--no-train-worker", action="store_true",
+                          help="do not start gliner2-train-worker beside the server (run workers elsewhere)")
+    training.add_argument("--train-threads", type=int, default=0, metavar="N",
+                          help="PyTorch threads of the worker's training runs (default: half the CPUs)")
+
     faults = p.add_argument_group("when dependencies misbehave")
     faults.add_argument("--history-timeout", type=float, default=5.0, metavar="SECONDS",
                         help="longest wait for the history database on any call (default 5); an inference not "
@@ -241,12 +250,16 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
     from .runtime.registry import ModelRegistry, ModelSpec
+    from .training.artifacts import JobModels, resolve_training_dir
+    from .training.jobs import JobLimits, JobStore
 
     started = time.perf_counter()
     from .runtime.openvino_encoder import set_runtime_cache_entries
 
     set_runtime_cache_entries(args.runtime_cache_entries)
     model_slots = Admission.for_workers(args.workers).limit
+    training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
+    job_models = JobModels(training_dir)   # complete training jobs, served by their ids
     registry = ModelRegistry(
         [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,
                    kind=m.resolved_kind) for m in config.models],
@@ -256,7 +269,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                              wait_ms=args.batch_wait_ms, max_queued_texts=max_queued_texts),
         load_backoff_s=config.model_load_backoff_s, load_wait_s=config.model_load_wait_s,
         max_load_waiters=max(1, model_slots // 4),
-        events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS)
+        events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS, resolver=job_models)
     database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
     try:
         history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
@@ -265,13 +278,16 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
     engine = RecordingEngine(InferenceEngine(registry, limits=limits), history)
+    jobs = job_models.jobs = JobStore(history, JobLimits(max_active_jobs=config.max_active_training_jobs))
+    train_worker = start_train_worker(args, database_url, training_dir)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
                         max_run_inputs=config.max_batch_inputs, max_message_bytes=max_request_bytes,
                         dataset_limits=DatasetLimits(max_records=config.max_dataset_records,
                                                      max_bytes=config.max_dataset_bytes,
-                                                     max_datasets=config.max_datasets_per_client))
+                                                     max_datasets=config.max_datasets_per_client),
+                        jobs=jobs)
     server.start()  # NOT_SERVING until the model is loaded and warm
     metrics.SERVING.set_function(lambda: 1 if server.serving else 0)
     # Envoy starts while the model loads: it answers 503 UNAVAILABLE (and /healthz 503)
@@ -326,6 +342,8 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
         if envoy is not None and not envoy.keep_running():
             healthy = False
             break
+        if train_worker is not None:
+            train_worker.restart_if_exited()
 
     # Graceful: NOT_SERVING first, so Envoy (ours, or a load balancer in front of
     # replicas) stops sending new calls; keep answering the calls it still sends
@@ -337,6 +355,8 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     if healthy:
         time.sleep(args.drain_seconds)
     server.stop(args.grace)
+    if train_worker is not None:
+        train_worker.stop()
     watch.stop()
     if envoy is not None:
         envoy.stop()
@@ -349,6 +369,22 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     # pools can crash or hang in their destructors at exit, turning a clean stop into
     # a failure exit code for the supervisor (systemd, Kubernetes).
     os._exit(0 if healthy else 1)
+
+
+def start_train_worker(args, database_url: str | None = None, training_dir: Path | None = None):
+    """``gliner2-train-worker`` beside this server, unless ``--no-train-worker`` or this is a replica (the
+    supervisor of the replicas starts one); it dies with this process."""
+    if args.no_train_worker or os.environ.get(REPLICA_ENV) is not None:
+        return None
+    from .history.cli import resolve_database_url
+    from .training.artifacts import resolve_training_dir
+    from .training.worker import WorkerProcess
+
+    if database_url is None or training_dir is None:
+        config = load_config(args.config)
+        database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
+        training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
+    return WorkerProcess(database_url, training_dir, args.train_threads, args.log_level).start()
 
 
 def _progress_watch(registry, history, server, args):

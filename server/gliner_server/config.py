@@ -16,6 +16,8 @@
     max_dataset_records: 10000                # records per training dataset (more: 413)
     max_dataset_bytes: 33554432               # a dataset's records as JSON (more: 413)
     max_datasets_per_client: 100              # training datasets per API client (more: 429)
+    max_active_training_jobs: 2               # requested + running training jobs per API client (more: 429)
+    training_dir: /var/lib/gliner2/training   # where training jobs write their models (shared by machines)
     endpoints:
       - id: fastino-pii-demo
         model: fastino/gliner2-base-v1
@@ -137,6 +139,8 @@ class ServiceConfig(_Strict):
     max_dataset_records: int = Field(default=10_000, ge=1)    # records per training dataset
     max_dataset_bytes: int = Field(default=32 << 20, ge=1)    # a dataset's records as JSON
     max_datasets_per_client: int = Field(default=100, ge=1)   # training datasets per API client
+    max_active_training_jobs: int = Field(default=2, ge=1)    # requested + running jobs per API client
+    training_dir: Optional[str] = None                        # default DATA_DIR/training
     model_load_backoff_s: float = Field(default=30.0, gt=0)   # a failed load is answered from memory this long
     model_load_wait_s: float = Field(default=60.0, gt=0)      # longest a request waits for its model to load
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

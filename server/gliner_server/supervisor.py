@@ -127,6 +127,9 @@ def run_replicas(args, argv: list[str], stop) -> int:
             replica.wait(10)
         envoy.stop(idle_timeout_s=0)
         raise
+    from .cli import start_train_worker
+
+    train_worker = start_train_worker(args)
     print(f"gliner2-serve: SERVING {len(replicas)} replicas on port {envoy.process.port} (REST and gRPC)",
           flush=True)
     logger.info("SERVING %d replicas on port %d; replica gRPC ports %s", len(replicas), envoy.process.port,
@@ -138,7 +141,11 @@ def run_replicas(args, argv: list[str], stop) -> int:
             break
         for replica in replicas:
             replica.restart_if_exited()
+        if train_worker is not None:
+            train_worker.restart_if_exited()
     logger.info("shutting down %d replicas", len(replicas))
+    if train_worker is not None:
+        train_worker.stop()
     for replica in replicas:
         replica.terminate()
     for replica in replicas:

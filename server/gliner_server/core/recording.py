@@ -86,6 +86,7 @@ class RecordingEngine:
                  call: CallContext = NO_CONTEXT, *, model_id: Optional[str] = None
                  ) -> list[Union[Recorded, ServiceError]]:
         """The requests run together (see ``InferenceEngine.run_many``) and recorded in one commit."""
+        job_id = self._check_model(requests, provenances, model_id)
         if self.history is not None:
             self.history.check_writable()   # no model work that could not be recorded
         outcomes = self.engine.run_many(requests, call, model_id=model_id)
@@ -111,7 +112,7 @@ class RecordingEngine:
                     parameters=provenance.parameters or None,
                     output=None if private else result,
                     latency_ms=share, project_id=provenance.project_id,
-                    training_job_id=provenance.training_job_id, privacy=private,
+                    training_job_id=provenance.training_job_id or job_id, privacy=private,
                     request_id=call.request_id,
                     dedupe_key=dedupe_key(call.request_id, position, index, request, provenance, text),
                 ))
@@ -119,6 +120,16 @@ class RecordingEngine:
         ids = self.history.record_many(records)  # one durable transaction, shared with concurrent requests
         return [outcome if span is None else Recorded(outcome, ids[span[0]:span[1]], created_at)
                 for outcome, span in zip(outcomes, spans)]
+
+    def _check_model(self, requests, provenances, model_id: Optional[str]) -> Optional[str]:
+        """NOT_FOUND for a model the caller may not use (another client's training job); the training job
+        id of the model, if it is one (recorded with the inferences it answers)."""
+        ids = {r.model_id for r in requests if isinstance(r, ExtractionRequest)}
+        target = model_id if model_id is not None else (next(iter(ids)) if len(ids) == 1 else None)
+        spec_of = getattr(self.engine.models, "spec", None)
+        if target is None or spec_of is None or not provenances:
+            return None
+        return spec_of(target, client_id=provenances[0].caller.client_id).training_job_id
 
 
 def dedupe_key(request_id: Optional[str], position: int, index: int, request: ExtractionRequest,

@@ -27,6 +27,7 @@ from gliner_client.v1 import training_service_pb2_grpc as training_grpc
 from ..core.recording import RecordingEngine
 from ..config import EndpointConfig
 from ..history.datasets import DatasetLimits, DatasetStore
+from ..training.jobs import JobStore
 from .auth import ApiKeys, AuthInterceptor
 from .decoding import DecodingInterceptor
 from .history_service import InferenceHistoryService
@@ -54,7 +55,7 @@ class GrpcServer:
     def __init__(self, engine: RecordingEngine, *, address: str, keys: ApiKeys = ApiKeys(),
                  endpoints: dict[str, EndpointConfig] | None = None, workers: int = 64, max_run_inputs: int = 64,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, max_send_bytes: int = MAX_MESSAGE_BYTES,
-                 dataset_limits: DatasetLimits = DatasetLimits()):
+                 dataset_limits: DatasetLimits = DatasetLimits(), jobs: JobStore | None = None):
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.admission = Admission.for_workers(workers)
         self.history_admission = Admission.for_history(workers)
@@ -73,16 +74,18 @@ class GrpcServer:
                      ("grpc.max_send_message_length", max_send_bytes),
                      ("grpc.so_reuseport", 0)],
         )
+        if engine.history is not None and jobs is None:
+            jobs = JobStore(engine.history)
         service_grpc.add_GlinerServiceServicer_to_server(
-            GlinerService(engine, keys, endpoints or {}, max_run_inputs=max_run_inputs, admission=self.admission),
-            self.server)
+            GlinerService(engine, keys, endpoints or {}, max_run_inputs=max_run_inputs, admission=self.admission,
+                          jobs=jobs), self.server)
         if engine.history is not None:
             history_grpc.add_InferenceHistoryServiceServicer_to_server(
                 InferenceHistoryService(engine.history, keys, self.history_admission,
                                         chunk_bytes=max(4096, max_send_bytes // 4)), self.server)
             training_grpc.add_TrainingServiceServicer_to_server(
-                TrainingService(DatasetStore(engine.history, dataset_limits), keys, self.history_admission),
-                self.server)
+                TrainingService(DatasetStore(engine.history, dataset_limits), keys, self.history_admission,
+                                jobs=jobs, models=getattr(engine.engine, "models", None)), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

@@ -54,8 +54,9 @@ def caller_of(keys: ApiKeys, context: grpc.ServicerContext, call: RpcCall | None
 
 class GlinerService(service_grpc.GlinerServiceServicer):
     def __init__(self, engine: RecordingEngine, keys: ApiKeys, endpoints: dict[str, EndpointConfig], *,
-                 max_run_inputs: int = 64, admission: Admission | None = None):
+                 max_run_inputs: int = 64, admission: Admission | None = None, jobs=None):
         self.engine = engine
+        self.jobs = jobs      # training jobs (a JobStore): the caller's complete ones are listed as models
         self.admission = admission or Admission.for_workers(64)
         self.keys = keys
         self.endpoints = endpoints
@@ -162,10 +163,33 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         data += [service_pb2.ModelInfo(id=e.id, display_name=e.id, kind="endpoint", description=e.description,
                                        model_id=e.model, loaded=e.model in loaded, **common)
                  for e in self.endpoints.values()]
+        data += self._job_models(context, call, loaded)
         page, has_more = model_page(data, request)
         return service_pb2.ListModelsResponse(object="list", data=page, has_more=has_more,
                                               first_id=page[0].id if page else "",
                                               last_id=page[-1].id if page else "")
+
+    def _job_models(self, context, call, loaded: set) -> list:
+        """The caller's complete training jobs, newest first, each a model."""
+        if self.jobs is None:
+            return []
+        from .training_service import evaluation_to_proto
+
+        client = caller_of(self.keys, context, call).client_id
+        models = []
+        for job in self.jobs.list(client, status="complete"):
+            finished = job.finished_at or job.created_at
+            name = job.spec.get("model_name") or job.id
+            info = service_pb2.ModelInfo(
+                id=job.id, display_name=name, kind="fine_tuned", description=f"{name}: trained from "
+                f"{job.spec['base_model']} ({job.spec['training_type']})", loaded=job.id in loaded,
+                object="model", type="model", owned_by=client, created=int(finished.timestamp()),
+                created_at=finished.isoformat().replace("+00:00", "Z"), base_model=job.spec["base_model"],
+                model_name=name)
+            if job.evaluation:
+                info.evaluation.CopyFrom(evaluation_to_proto(job.evaluation))
+            models.append(info)
+        return models
 
 
 def model_page(data: list, request) -> tuple[list, bool]:

@@ -85,3 +85,41 @@ datasets = sa.Table(
     sa.Column("records", _Json, nullable=False),
     sa.UniqueConstraint("client_id", "name", name="uq_datasets_client_name"),
 )
+
+# Training jobs, scoped to an API client. ``spec`` is what was asked (base model and where it was resolved
+# from, datasets, hyper-parameters); ``progress``, ``evaluation`` and ``artifact`` are the worker's. A running
+# job's worker writes ``heartbeat_at`` every few seconds: a job whose heartbeat is stale is failed (its
+# worker died), never left running.
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("project_id", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("stop_requested", sa.Boolean(), nullable=False),
+    sa.Column("spec", _Json, nullable=False),
+    sa.Column("progress", _Json, nullable=True),
+    sa.Column("evaluation", _Json, nullable=True),
+    sa.Column("artifact", _Json, nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index("ix_training_jobs_status_created", "status", "created_at"),
+    sa.Index("ix_training_jobs_client_created", "client_id", "created_at"),
+)
+
+# A training job's log, in order of arrival (bounded per job by the worker).
+training_job_logs = sa.Table(
+    "training_job_logs",
+    metadata,
+    sa.Column("seq", _Serial, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Index("ix_training_job_logs_job_seq", "job_id", "seq"),
+)

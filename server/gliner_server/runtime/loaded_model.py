@@ -200,7 +200,7 @@ def _ir_path(cache_dir: Path, digest: str, precision: str) -> Path:
     return _ir_dir(cache_dir, digest, ir_weights(precision)) / "encoder.xml"
 
 
-def _merge_adapter(model, adapter: Path) -> None:
+def merge_adapter(model, adapter: Path) -> None:
     """Apply the LoRA adapter in ``adapter`` to ``model`` and fold it into the weights.
 
     The library's ``load_lora_adapter`` reads both adapter formats (PEFT's
@@ -311,7 +311,7 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
 
         model = AutoExtractor.from_pretrained(str(checkpoint.path))
     if adapter_dir is not None:
-        _merge_adapter(model, adapter_dir)
+        merge_adapter(model, adapter_dir)
     model.eval()
     if precision != "torch":
         if not ir_path.is_file():

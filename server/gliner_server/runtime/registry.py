@@ -50,6 +50,13 @@ class ModelSpec:
     adapter: str | None = None   # LoRA adapter directory applied over `source`
     description: str = ""
     kind: str = "base"           # "base" | "fine_tuned"
+    owner: str | None = None     # a training job's model: served only to this API client
+    training_job_id: str | None = None   # a training job's model: recorded with its inferences
+
+
+# Called with a model id the configuration does not name: the spec of a model found elsewhere (a complete
+# training job), or None. It may block on a database (bounded by its own timeouts).
+Resolver = Callable[[str], "ModelSpec | None"]
 
 
 # Called as loader(source, precision=..., cache_dir=..., adapter=...), like load_model.
@@ -89,7 +96,8 @@ class ModelRegistry:
                  max_loaded: int | None = 2, max_loaded_bytes: int | None = None,
                  loader: Loader = load_model, batching: BatchPolicy = BatchPolicy(),
                  load_backoff_s: float = 30.0, load_wait_s: float = 60.0, max_load_waiters: int = 16,
-                 events: RegistryEvents = NO_REGISTRY_EVENTS, batch_events: BatchEvents = NO_EVENTS):
+                 events: RegistryEvents = NO_REGISTRY_EVENTS, batch_events: BatchEvents = NO_EVENTS,
+                 resolver: Resolver | None = None):
         self._entries = {spec.id: _Entry(spec) for spec in specs}
         if len(self._entries) != len(specs):
             raise ValueError("model ids must be unique")
@@ -111,6 +119,8 @@ class ModelRegistry:
         self.events = events
         self.batch_events = batch_events
         self._loader = loader
+        self._resolver = resolver
+        self._configured = set(self._entries)
         self._lru: OrderedDict[str, _Entry] = OrderedDict()   # listed models, least recently used first
         self._cond = threading.Condition()
         self._loads = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
@@ -119,7 +129,13 @@ class ModelRegistry:
     # -- what is configured and loaded ---------------------------------------------------
 
     def specs(self) -> list[ModelSpec]:
-        return [entry.spec for entry in self._entries.values()]
+        """The configured models (models found by the resolver are listed by whoever owns them)."""
+        with self._cond:
+            return [entry.spec for entry in self._entries.values() if entry.spec.id in self._configured]
+
+    def spec(self, model_id: str = "", client_id: str | None = None) -> ModelSpec:
+        """The spec of ``model_id`` ("" is the default); NOT_FOUND like :meth:`check`."""
+        return self._entry(model_id, client_id).spec
 
     def loaded_models(self) -> list[LoadedModel]:
         """Models in memory, listed or not (an unloaded one still in use is in memory too)."""
@@ -150,9 +166,10 @@ class ModelRegistry:
         finally:
             self._release(entry)
 
-    def check(self, model_id: str = "") -> None:
-        """NOT_FOUND unless ``model_id`` names a configured model; loads nothing."""
-        self._entry(model_id)
+    def check(self, model_id: str = "", client_id: str | None = None) -> None:
+        """NOT_FOUND unless ``model_id`` names a configured model (or one the resolver finds, which
+        ``client_id`` owns, when given); loads nothing."""
+        self._entry(model_id, client_id)
 
     def get(self, model_id: str = "", deadline: float | None = None) -> LoadedModel:
         """The model, loaded if needed, without holding it (tests, benchmarks, warm-up)."""
@@ -177,9 +194,17 @@ class ModelRegistry:
             if stop is not None and stop.is_set():
                 return None
 
-    def _entry(self, model_id: str) -> _Entry:
-        entry = self._entries.get(model_id or self.default_model_id)
-        if entry is None:
+    def _entry(self, model_id: str, client_id: str | None = None) -> _Entry:
+        model_id = model_id or self.default_model_id
+        with self._cond:
+            entry = self._entries.get(model_id)
+        if entry is None and self._resolver is not None:
+            spec = self._resolver(model_id)
+            if spec is not None:
+                with self._cond:
+                    entry = self._entries.setdefault(spec.id, _Entry(spec))
+        if entry is None or (client_id is not None and entry.spec.owner not in (None, client_id)):
+            # another client's model is answered exactly like an unknown one
             raise ServiceError(ErrorKind.NOT_FOUND, f"Unknown model_id: {model_id}")
         return entry
 

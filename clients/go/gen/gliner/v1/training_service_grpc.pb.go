@@ -30,6 +30,21 @@ type TrainingServiceClient interface {
 	GetDataset(ctx context.Context, in *GetDatasetRequest, opts ...grpc.CallOption) (*GetDatasetResponse, error)
 	// Delete one of the caller's datasets.
 	DeleteDataset(ctx context.Context, in *DeleteDatasetRequest, opts ...grpc.CallOption) (*DeleteDatasetResponse, error)
+	// The job methods return the job itself (as Google's AIP-133 has
+	// resource methods do), so that REST answers are the job object, Pioneer's
+	// {"id": "job_...", "status": "requested", ...}.
+	// Queue a training job (status "requested"); a worker takes it.
+	CreateTrainingJob(ctx context.Context, in *CreateTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error)
+	// The caller's training jobs, newest first.
+	ListTrainingJobs(ctx context.Context, in *ListTrainingJobsRequest, opts ...grpc.CallOption) (*ListTrainingJobsResponse, error)
+	// One of the caller's training jobs: status, progress and, once complete,
+	// held-out metrics of the base model and of the trained one.
+	GetTrainingJob(ctx context.Context, in *GetTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error)
+	// A training job's log lines, oldest first.
+	GetTrainingJobLogs(ctx context.Context, in *GetTrainingJobLogsRequest, opts ...grpc.CallOption) (*GetTrainingJobLogsResponse, error)
+	// Stop a job: a requested one at once, a running one within seconds
+	// (status "stopped"). Stopping a finished job is a 400.
+	StopTrainingJob(ctx context.Context, in *StopTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error)
 }
 
 type trainingServiceClient struct {
@@ -85,6 +100,51 @@ func (c *trainingServiceClient) DeleteDataset(ctx context.Context, in *DeleteDat
 	return out, nil
 }
 
+func (c *trainingServiceClient) CreateTrainingJob(ctx context.Context, in *CreateTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error) {
+	out := new(TrainingJob)
+	err := c.cc.Invoke(ctx, "/gliner.v1.TrainingService/CreateTrainingJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) ListTrainingJobs(ctx context.Context, in *ListTrainingJobsRequest, opts ...grpc.CallOption) (*ListTrainingJobsResponse, error) {
+	out := new(ListTrainingJobsResponse)
+	err := c.cc.Invoke(ctx, "/gliner.v1.TrainingService/ListTrainingJobs", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) GetTrainingJob(ctx context.Context, in *GetTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error) {
+	out := new(TrainingJob)
+	err := c.cc.Invoke(ctx, "/gliner.v1.TrainingService/GetTrainingJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) GetTrainingJobLogs(ctx context.Context, in *GetTrainingJobLogsRequest, opts ...grpc.CallOption) (*GetTrainingJobLogsResponse, error) {
+	out := new(GetTrainingJobLogsResponse)
+	err := c.cc.Invoke(ctx, "/gliner.v1.TrainingService/GetTrainingJobLogs", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trainingServiceClient) StopTrainingJob(ctx context.Context, in *StopTrainingJobRequest, opts ...grpc.CallOption) (*TrainingJob, error) {
+	out := new(TrainingJob)
+	err := c.cc.Invoke(ctx, "/gliner.v1.TrainingService/StopTrainingJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TrainingServiceServer is the server API for TrainingService service.
 // All implementations must embed UnimplementedTrainingServiceServer
 // for forward compatibility
@@ -102,6 +162,21 @@ type TrainingServiceServer interface {
 	GetDataset(context.Context, *GetDatasetRequest) (*GetDatasetResponse, error)
 	// Delete one of the caller's datasets.
 	DeleteDataset(context.Context, *DeleteDatasetRequest) (*DeleteDatasetResponse, error)
+	// The job methods return the job itself (as Google's AIP-133 has
+	// resource methods do), so that REST answers are the job object, Pioneer's
+	// {"id": "job_...", "status": "requested", ...}.
+	// Queue a training job (status "requested"); a worker takes it.
+	CreateTrainingJob(context.Context, *CreateTrainingJobRequest) (*TrainingJob, error)
+	// The caller's training jobs, newest first.
+	ListTrainingJobs(context.Context, *ListTrainingJobsRequest) (*ListTrainingJobsResponse, error)
+	// One of the caller's training jobs: status, progress and, once complete,
+	// held-out metrics of the base model and of the trained one.
+	GetTrainingJob(context.Context, *GetTrainingJobRequest) (*TrainingJob, error)
+	// A training job's log lines, oldest first.
+	GetTrainingJobLogs(context.Context, *GetTrainingJobLogsRequest) (*GetTrainingJobLogsResponse, error)
+	// Stop a job: a requested one at once, a running one within seconds
+	// (status "stopped"). Stopping a finished job is a 400.
+	StopTrainingJob(context.Context, *StopTrainingJobRequest) (*TrainingJob, error)
 	mustEmbedUnimplementedTrainingServiceServer()
 }
 
@@ -123,6 +198,21 @@ func (UnimplementedTrainingServiceServer) GetDataset(context.Context, *GetDatase
 }
 func (UnimplementedTrainingServiceServer) DeleteDataset(context.Context, *DeleteDatasetRequest) (*DeleteDatasetResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteDataset not implemented")
+}
+func (UnimplementedTrainingServiceServer) CreateTrainingJob(context.Context, *CreateTrainingJobRequest) (*TrainingJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateTrainingJob not implemented")
+}
+func (UnimplementedTrainingServiceServer) ListTrainingJobs(context.Context, *ListTrainingJobsRequest) (*ListTrainingJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTrainingJobs not implemented")
+}
+func (UnimplementedTrainingServiceServer) GetTrainingJob(context.Context, *GetTrainingJobRequest) (*TrainingJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetTrainingJob not implemented")
+}
+func (UnimplementedTrainingServiceServer) GetTrainingJobLogs(context.Context, *GetTrainingJobLogsRequest) (*GetTrainingJobLogsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetTrainingJobLogs not implemented")
+}
+func (UnimplementedTrainingServiceServer) StopTrainingJob(context.Context, *StopTrainingJobRequest) (*TrainingJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StopTrainingJob not implemented")
 }
 func (UnimplementedTrainingServiceServer) mustEmbedUnimplementedTrainingServiceServer() {}
 
@@ -227,6 +317,96 @@ func _TrainingService_DeleteDataset_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TrainingService_CreateTrainingJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTrainingJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).CreateTrainingJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/gliner.v1.TrainingService/CreateTrainingJob",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).CreateTrainingJob(ctx, req.(*CreateTrainingJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_ListTrainingJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTrainingJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).ListTrainingJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/gliner.v1.TrainingService/ListTrainingJobs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).ListTrainingJobs(ctx, req.(*ListTrainingJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_GetTrainingJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrainingJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).GetTrainingJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/gliner.v1.TrainingService/GetTrainingJob",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).GetTrainingJob(ctx, req.(*GetTrainingJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_GetTrainingJobLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrainingJobLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).GetTrainingJobLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/gliner.v1.TrainingService/GetTrainingJobLogs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).GetTrainingJobLogs(ctx, req.(*GetTrainingJobLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrainingService_StopTrainingJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopTrainingJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrainingServiceServer).StopTrainingJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/gliner.v1.TrainingService/StopTrainingJob",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrainingServiceServer).StopTrainingJob(ctx, req.(*StopTrainingJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _TrainingService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "gliner.v1.TrainingService",
 	HandlerType: (*TrainingServiceServer)(nil),
@@ -250,6 +430,26 @@ var _TrainingService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteDataset",
 			Handler:    _TrainingService_DeleteDataset_Handler,
+		},
+		{
+			MethodName: "CreateTrainingJob",
+			Handler:    _TrainingService_CreateTrainingJob_Handler,
+		},
+		{
+			MethodName: "ListTrainingJobs",
+			Handler:    _TrainingService_ListTrainingJobs_Handler,
+		},
+		{
+			MethodName: "GetTrainingJob",
+			Handler:    _TrainingService_GetTrainingJob_Handler,
+		},
+		{
+			MethodName: "GetTrainingJobLogs",
+			Handler:    _TrainingService_GetTrainingJobLogs_Handler,
+		},
+		{
+			MethodName: "StopTrainingJob",
+			Handler:    _TrainingService_StopTrainingJob_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

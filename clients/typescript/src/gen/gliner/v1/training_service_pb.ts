@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file gliner/v1/training_service.proto.
  */
 export const file_gliner_v1_training_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBnbGluZXIvdjEvdHJhaW5pbmdfc2VydmljZS5wcm90bxIJZ2xpbmVyLnYxIrwCCgdEYXRhc2V0EgwKBG5hbWUYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmVjb3JkX2NvdW50GAMgASgFEhIKCnNpemVfYnl0ZXMYBCABKAMSDgoGc291cmNlGAUgASgJEg4KBnN0YXR1cxgGIAEoCRITCgtkZXNjcmlwdGlvbhgHIAEoCRIoCgdyZWNvcmRzGAggAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI3Cgt0YXNrX2NvdW50cxgJIAMoCzIiLmdsaW5lci52MS5EYXRhc2V0LlRhc2tDb3VudHNFbnRyeRoxCg9UYXNrQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJjChRDcmVhdGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEigKB3JlY29yZHMYAiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC2Rlc2NyaXB0aW9uGAMgASgJIpYBCiBDcmVhdGVEYXRhc2V0RnJvbUZlZWRiYWNrUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCG1vZGVsX2lkGAIgASgJEhIKCnByb2plY3RfaWQYAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAUgASgJIjwKFUNyZWF0ZURhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIuZ2xpbmVyLnYxLkRhdGFzZXQiSAohQ3JlYXRlRGF0YXNldEZyb21GZWVkYmFja1Jlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5nbGluZXIudjEuRGF0YXNldCI5ChJHZXREYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLmdsaW5lci52MS5EYXRhc2V0IhUKE0xpc3REYXRhc2V0c1JlcXVlc3QiPAoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5nbGluZXIudjEuRGF0YXNldCI6ChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhcKD2luY2x1ZGVfcmVjb3JkcxgCIAEoCCIkChREZWxldGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjYKFURlbGV0ZURhdGFzZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB2RlbGV0ZWQYAiABKAgy3gQKD1RyYWluaW5nU2VydmljZRJrCg1DcmVhdGVEYXRhc2V0Eh8uZ2xpbmVyLnYxLkNyZWF0ZURhdGFzZXRSZXF1ZXN0GiAuZ2xpbmVyLnYxLkNyZWF0ZURhdGFzZXRSZXNwb25zZSIXgtPkkwIROgEqIgwvdjEvZGF0YXNldHMSnQEKGUNyZWF0ZURhdGFzZXRGcm9tRmVlZGJhY2sSKy5nbGluZXIudjEuQ3JlYXRlRGF0YXNldEZyb21GZWVkYmFja1JlcXVlc3QaLC5nbGluZXIudjEuQ3JlYXRlRGF0YXNldEZyb21GZWVkYmFja1Jlc3BvbnNlIiWC0+STAh86ASoiGi92MS9kYXRhc2V0czpmcm9tLWZlZWRiYWNrEmUKDExpc3REYXRhc2V0cxIeLmdsaW5lci52MS5MaXN0RGF0YXNldHNSZXF1ZXN0Gh8uZ2xpbmVyLnYxLkxpc3REYXRhc2V0c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9kYXRhc2V0cxJmCgpHZXREYXRhc2V0EhwuZ2xpbmVyLnYxLkdldERhdGFzZXRSZXF1ZXN0Gh0uZ2xpbmVyLnYxLkdldERhdGFzZXRSZXNwb25zZSIbgtPkkwIVEhMvdjEvZGF0YXNldHMve25hbWV9Em8KDURlbGV0ZURhdGFzZXQSHy5nbGluZXIudjEuRGVsZXRlRGF0YXNldFJlcXVlc3QaIC5nbGluZXIudjEuRGVsZXRlRGF0YXNldFJlc3BvbnNlIhuC0+STAhUqEy92MS9kYXRhc2V0cy97bmFtZX1CTlpMZ2l0aHViLmNvbS9nbGluZXIyLXNlcnZpY2UvZ2xpbmVyMi1zZXJ2aWNlL2NsaWVudHMvZ28vZ2VuL2dsaW5lci92MTtnbGluZXJ2MWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBnbGluZXIvdjEvdHJhaW5pbmdfc2VydmljZS5wcm90bxIJZ2xpbmVyLnYxIrwCCgdEYXRhc2V0EgwKBG5hbWUYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmVjb3JkX2NvdW50GAMgASgFEhIKCnNpemVfYnl0ZXMYBCABKAMSDgoGc291cmNlGAUgASgJEg4KBnN0YXR1cxgGIAEoCRITCgtkZXNjcmlwdGlvbhgHIAEoCRIoCgdyZWNvcmRzGAggAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI3Cgt0YXNrX2NvdW50cxgJIAMoCzIiLmdsaW5lci52MS5EYXRhc2V0LlRhc2tDb3VudHNFbnRyeRoxCg9UYXNrQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJjChRDcmVhdGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEigKB3JlY29yZHMYAiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC2Rlc2NyaXB0aW9uGAMgASgJIpYBCiBDcmVhdGVEYXRhc2V0RnJvbUZlZWRiYWNrUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCG1vZGVsX2lkGAIgASgJEhIKCnByb2plY3RfaWQYAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAUgASgJIjwKFUNyZWF0ZURhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIuZ2xpbmVyLnYxLkRhdGFzZXQiSAohQ3JlYXRlRGF0YXNldEZyb21GZWVkYmFja1Jlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5nbGluZXIudjEuRGF0YXNldCI5ChJHZXREYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLmdsaW5lci52MS5EYXRhc2V0IhUKE0xpc3REYXRhc2V0c1JlcXVlc3QiPAoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5nbGluZXIudjEuRGF0YXNldCI6ChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhcKD2luY2x1ZGVfcmVjb3JkcxgCIAEoCCIkChREZWxldGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjYKFURlbGV0ZURhdGFzZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB2RlbGV0ZWQYAiABKAgiGgoKRGF0YXNldFJlZhIMCgRuYW1lGAEgASgJIoEBCgZTY29yZXMSEQoJcHJlY2lzaW9uGAEgASgBEg4KBnJlY2FsbBgCIAEoARIKCgJmMRgDIAEoARIWCg50cnVlX3Bvc2l0aXZlcxgEIAEoBRIXCg9mYWxzZV9wb3NpdGl2ZXMYBSABKAUSFwoPZmFsc2VfbmVnYXRpdmVzGAYgASgFImMKC0xhYmVsU2NvcmVzEh8KBGJhc2UYASABKAsyES5nbGluZXIudjEuU2NvcmVzEiIKB3RyYWluZWQYAiABKAsyES5nbGluZXIudjEuU2NvcmVzEg8KB3N1cHBvcnQYAyABKAUi3AEKCkV2YWx1YXRpb24SDwoHcmVjb3JkcxgBIAEoBRIfCgRiYXNlGAIgASgLMhEuZ2xpbmVyLnYxLlNjb3JlcxIiCgd0cmFpbmVkGAMgASgLMhEuZ2xpbmVyLnYxLlNjb3JlcxIxCgZsYWJlbHMYBCADKAsyIS5nbGluZXIudjEuRXZhbHVhdGlvbi5MYWJlbHNFbnRyeRpFCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nbGluZXIudjEuTGFiZWxTY29yZXM6AjgBImEKEFRyYWluaW5nUHJvZ3Jlc3MSDQoFZXBvY2gYASABKAESDAoEc3RlcBgCIAEoBRITCgt0b3RhbF9zdGVwcxgDIAEoBRIMCgRsb3NzGAQgASgBEg0KBXN0YWdlGAUgASgJIq8FCgtUcmFpbmluZ0pvYhIKCgJpZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSEgoKYmFzZV9tb2RlbBgDIAEoCRInCghkYXRhc2V0cxgEIAMoCzIVLmdsaW5lci52MS5EYXRhc2V0UmVmEhIKCm1vZGVsX25hbWUYBSABKAkSFQoNdHJhaW5pbmdfdHlwZRgGIAEoCRIRCglucl9lcG9jaHMYByABKAUSFQoNbGVhcm5pbmdfcmF0ZRgIIAEoARISCgpwcm9qZWN0X2lkGAkgASgJEhkKEWhlbGRfb3V0X2ZyYWN0aW9uGAogASgBEhIKCmJhdGNoX3NpemUYCyABKAUSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCHByb2dyZXNzGA8gASgLMhsuZ2xpbmVyLnYxLlRyYWluaW5nUHJvZ3Jlc3MSKQoKZXZhbHVhdGlvbhgQIAEoCzIVLmdsaW5lci52MS5FdmFsdWF0aW9uEhYKCXByZWNpc2lvbhgRIAEoAUgAiAEBEhMKBnJlY2FsbBgSIAEoAUgBiAEBEg8KAmYxGBMgASgBSAKIAQESDQoFZXJyb3IYFCABKAkSFQoNdHJhaW5fcmVjb3JkcxgVIAEoBRIYChBoZWxkX291dF9yZWNvcmRzGBYgASgFEhYKDnN0b3BfcmVxdWVzdGVkGBcgASgIEg4KBndvcmtlchgYIAEoCUIMCgpfcHJlY2lzaW9uQgkKB19yZWNhbGxCBQoDX2YxIooCChhDcmVhdGVUcmFpbmluZ0pvYlJlcXVlc3QSEgoKYmFzZV9tb2RlbBgBIAEoCRInCghkYXRhc2V0cxgCIAMoCzIVLmdsaW5lci52MS5EYXRhc2V0UmVmEhIKCm1vZGVsX25hbWUYAyABKAkSFQoNdHJhaW5pbmdfdHlwZRgEIAEoCRIRCglucl9lcG9jaHMYBSABKAUSFQoNbGVhcm5pbmdfcmF0ZRgGIAEoARISCgpwcm9qZWN0X2lkGAcgASgJEh4KEWhlbGRfb3V0X2ZyYWN0aW9uGAggASgBSACIAQESEgoKYmF0Y2hfc2l6ZRgJIAEoBUIUChJfaGVsZF9vdXRfZnJhY3Rpb24iPQoXTGlzdFRyYWluaW5nSm9ic1JlcXVlc3QSDgoGc3RhdHVzGAEgASgJEhIKCnByb2plY3RfaWQYAiABKAkiQAoYTGlzdFRyYWluaW5nSm9ic1Jlc3BvbnNlEiQKBGpvYnMYASADKAsyFi5nbGluZXIudjEuVHJhaW5pbmdKb2IiIwoVR2V0VHJhaW5pbmdKb2JSZXF1ZXN0EgoKAmlkGAEgASgJIjUKGUdldFRyYWluaW5nSm9iTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDAoEdGFpbBgCIAEoBSJbCg9UcmFpbmluZ0xvZ0xpbmUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGV2ZWwYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJiChpHZXRUcmFpbmluZ0pvYkxvZ3NSZXNwb25zZRIKCgJpZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSKAoEbG9ncxgDIAMoCzIaLmdsaW5lci52MS5UcmFpbmluZ0xvZ0xpbmUiJAoWU3RvcFRyYWluaW5nSm9iUmVxdWVzdBIKCgJpZBgBIAEoCTKxCQoPVHJhaW5pbmdTZXJ2aWNlEmsKDUNyZWF0ZURhdGFzZXQSHy5nbGluZXIudjEuQ3JlYXRlRGF0YXNldFJlcXVlc3QaIC5nbGluZXIudjEuQ3JlYXRlRGF0YXNldFJlc3BvbnNlIheC0+STAhE6ASoiDC92MS9kYXRhc2V0cxKdAQoZQ3JlYXRlRGF0YXNldEZyb21GZWVkYmFjaxIrLmdsaW5lci52MS5DcmVhdGVEYXRhc2V0RnJvbUZlZWRiYWNrUmVxdWVzdBosLmdsaW5lci52MS5DcmVhdGVEYXRhc2V0RnJvbUZlZWRiYWNrUmVzcG9uc2UiJYLT5JMCHzoBKiIaL3YxL2RhdGFzZXRzOmZyb20tZmVlZGJhY2sSZQoMTGlzdERhdGFzZXRzEh4uZ2xpbmVyLnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHy5nbGluZXIudjEuTGlzdERhdGFzZXRzUmVzcG9uc2UiFILT5JMCDhIML3YxL2RhdGFzZXRzEmYKCkdldERhdGFzZXQSHC5nbGluZXIudjEuR2V0RGF0YXNldFJlcXVlc3QaHS5nbGluZXIudjEuR2V0RGF0YXNldFJlc3BvbnNlIhuC0+STAhUSEy92MS9kYXRhc2V0cy97bmFtZX0SbwoNRGVsZXRlRGF0YXNldBIfLmdsaW5lci52MS5EZWxldGVEYXRhc2V0UmVxdWVzdBogLmdsaW5lci52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2UiG4LT5JMCFSoTL3YxL2RhdGFzZXRzL3tuYW1lfRJuChFDcmVhdGVUcmFpbmluZ0pvYhIjLmdsaW5lci52MS5DcmVhdGVUcmFpbmluZ0pvYlJlcXVlc3QaFi5nbGluZXIudjEuVHJhaW5pbmdKb2IiHILT5JMCFjoBKiIRL3YxL3RyYWluaW5nLWpvYnMSdgoQTGlzdFRyYWluaW5nSm9icxIiLmdsaW5lci52MS5MaXN0VHJhaW5pbmdKb2JzUmVxdWVzdBojLmdsaW5lci52MS5MaXN0VHJhaW5pbmdKb2JzUmVzcG9uc2UiGYLT5JMCExIRL3YxL3RyYWluaW5nLWpvYnMSagoOR2V0VHJhaW5pbmdKb2ISIC5nbGluZXIudjEuR2V0VHJhaW5pbmdKb2JSZXF1ZXN0GhYuZ2xpbmVyLnYxLlRyYWluaW5nSm9iIh6C0+STAhgSFi92MS90cmFpbmluZy1qb2JzL3tpZH0ShgEKEkdldFRyYWluaW5nSm9iTG9ncxIkLmdsaW5lci52MS5HZXRUcmFpbmluZ0pvYkxvZ3NSZXF1ZXN0GiUuZ2xpbmVyLnYxLkdldFRyYWluaW5nSm9iTG9nc1Jlc3BvbnNlIiOC0+STAh0SGy92MS90cmFpbmluZy1qb2JzL3tpZH0vbG9ncxJ0Cg9TdG9wVHJhaW5pbmdKb2ISIS5nbGluZXIudjEuU3RvcFRyYWluaW5nSm9iUmVxdWVzdBoWLmdsaW5lci52MS5UcmFpbmluZ0pvYiImgtPkkwIgOgEqIhsvdjEvdHJhaW5pbmctam9icy97aWR9L3N0b3BCTlpMZ2l0aHViLmNvbS9nbGluZXIyLXNlcnZpY2UvZ2xpbmVyMi1zZXJ2aWNlL2NsaWVudHMvZ28vZ2VuL2dsaW5lci92MTtnbGluZXJ2MWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A named set of training records.
@@ -354,8 +354,666 @@ export const DeleteDatasetResponseSchema: GenMessage<DeleteDatasetResponse> = /*
   messageDesc(file_gliner_v1_training_service, 10);
 
 /**
- * Training data: named datasets of gliner2 training records, scoped to the
- * API client like the inference history.
+ * A dataset named by a training job (Pioneer's {"name": ...} form).
+ *
+ * @generated from message gliner.v1.DatasetRef
+ */
+export type DatasetRef = Message<"gliner.v1.DatasetRef"> & {
+  /**
+   * The dataset's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message gliner.v1.DatasetRef.
+ * Use `create(DatasetRefSchema)` to create a new message.
+ */
+export const DatasetRefSchema: GenMessage<DatasetRef> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 11);
+
+/**
+ * Precision, recall and F1 of one model on a held-out split, micro-averaged
+ * over the split's entities, classifications, structure fields and relations.
+ *
+ * @generated from message gliner.v1.Scores
+ */
+export type Scores = Message<"gliner.v1.Scores"> & {
+  /**
+   * True positives / predictions.
+   *
+   * @generated from field: double precision = 1;
+   */
+  precision: number;
+
+  /**
+   * True positives / gold items.
+   *
+   * @generated from field: double recall = 2;
+   */
+  recall: number;
+
+  /**
+   * Their harmonic mean.
+   *
+   * @generated from field: double f1 = 3;
+   */
+  f1: number;
+
+  /**
+   * Correct predictions.
+   *
+   * @generated from field: int32 true_positives = 4;
+   */
+  truePositives: number;
+
+  /**
+   * Predictions that are not gold.
+   *
+   * @generated from field: int32 false_positives = 5;
+   */
+  falsePositives: number;
+
+  /**
+   * Gold items not predicted.
+   *
+   * @generated from field: int32 false_negatives = 6;
+   */
+  falseNegatives: number;
+};
+
+/**
+ * Describes the message gliner.v1.Scores.
+ * Use `create(ScoresSchema)` to create a new message.
+ */
+export const ScoresSchema: GenMessage<Scores> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 12);
+
+/**
+ * The scores of one label (an entity type, a classification task, a
+ * structure's field as "structure.field", or a relation).
+ *
+ * @generated from message gliner.v1.LabelScores
+ */
+export type LabelScores = Message<"gliner.v1.LabelScores"> & {
+  /**
+   * The base model's.
+   *
+   * @generated from field: gliner.v1.Scores base = 1;
+   */
+  base?: Scores | undefined;
+
+  /**
+   * The trained model's.
+   *
+   * @generated from field: gliner.v1.Scores trained = 2;
+   */
+  trained?: Scores | undefined;
+
+  /**
+   * Gold items of this label in the held-out split.
+   *
+   * @generated from field: int32 support = 3;
+   */
+  support: number;
+};
+
+/**
+ * Describes the message gliner.v1.LabelScores.
+ * Use `create(LabelScoresSchema)` to create a new message.
+ */
+export const LabelScoresSchema: GenMessage<LabelScores> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 13);
+
+/**
+ * A job's evaluation on its held-out split.
+ *
+ * @generated from message gliner.v1.Evaluation
+ */
+export type Evaluation = Message<"gliner.v1.Evaluation"> & {
+  /**
+   * Held-out records.
+   *
+   * @generated from field: int32 records = 1;
+   */
+  records: number;
+
+  /**
+   * The base model, before training.
+   *
+   * @generated from field: gliner.v1.Scores base = 2;
+   */
+  base?: Scores | undefined;
+
+  /**
+   * The trained model, as it is served.
+   *
+   * @generated from field: gliner.v1.Scores trained = 3;
+   */
+  trained?: Scores | undefined;
+
+  /**
+   * Per label.
+   *
+   * @generated from field: map<string, gliner.v1.LabelScores> labels = 4;
+   */
+  labels: { [key: string]: LabelScores };
+};
+
+/**
+ * Describes the message gliner.v1.Evaluation.
+ * Use `create(EvaluationSchema)` to create a new message.
+ */
+export const EvaluationSchema: GenMessage<Evaluation> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 14);
+
+/**
+ * Where a running job is.
+ *
+ * @generated from message gliner.v1.TrainingProgress
+ */
+export type TrainingProgress = Message<"gliner.v1.TrainingProgress"> & {
+  /**
+   * Fractional epoch, from 0.
+   *
+   * @generated from field: double epoch = 1;
+   */
+  epoch: number;
+
+  /**
+   * Optimizer steps done.
+   *
+   * @generated from field: int32 step = 2;
+   */
+  step: number;
+
+  /**
+   * Optimizer steps planned.
+   *
+   * @generated from field: int32 total_steps = 3;
+   */
+  totalSteps: number;
+
+  /**
+   * The latest training loss.
+   *
+   * @generated from field: double loss = 4;
+   */
+  loss: number;
+
+  /**
+   * What the worker is doing: "loading", "evaluating base", "training",
+   * "evaluating trained", "saving".
+   *
+   * @generated from field: string stage = 5;
+   */
+  stage: string;
+};
+
+/**
+ * Describes the message gliner.v1.TrainingProgress.
+ * Use `create(TrainingProgressSchema)` to create a new message.
+ */
+export const TrainingProgressSchema: GenMessage<TrainingProgress> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 15);
+
+/**
+ * A training job.
+ *
+ * @generated from message gliner.v1.TrainingJob
+ */
+export type TrainingJob = Message<"gliner.v1.TrainingJob"> & {
+  /**
+   * "job_" and 32 hexadecimal digits: a model id once the job is complete.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * "requested", "running", "complete", "failed" or "stopped".
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * The model it fine-tunes (a registered model id or a complete job's id).
+   *
+   * @generated from field: string base_model = 3;
+   */
+  baseModel: string;
+
+  /**
+   * The datasets it trains on.
+   *
+   * @generated from field: repeated gliner.v1.DatasetRef datasets = 4;
+   */
+  datasets: DatasetRef[];
+
+  /**
+   * A name for people.
+   *
+   * @generated from field: string model_name = 5;
+   */
+  modelName: string;
+
+  /**
+   * "lora" (an adapter over the base model) or "full".
+   *
+   * @generated from field: string training_type = 6;
+   */
+  trainingType: string;
+
+  /**
+   * Epochs over the training split.
+   *
+   * @generated from field: int32 nr_epochs = 7;
+   */
+  nrEpochs: number;
+
+  /**
+   * The learning rate (LoRA weights, or the encoder's in full training).
+   *
+   * @generated from field: double learning_rate = 8;
+   */
+  learningRate: number;
+
+  /**
+   * The project it belongs to, if any.
+   *
+   * @generated from field: string project_id = 9;
+   */
+  projectId: string;
+
+  /**
+   * The share of records held out for evaluation.
+   *
+   * @generated from field: double held_out_fraction = 10;
+   */
+  heldOutFraction: number;
+
+  /**
+   * Records per optimizer step.
+   *
+   * @generated from field: int32 batch_size = 11;
+   */
+  batchSize: number;
+
+  /**
+   * When it was requested, started and finished.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When a worker took it.
+   *
+   * @generated from field: google.protobuf.Timestamp started_at = 13;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * When it ended (complete, failed or stopped).
+   *
+   * @generated from field: google.protobuf.Timestamp finished_at = 14;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * Progress while running (and where it ended).
+   *
+   * @generated from field: gliner.v1.TrainingProgress progress = 15;
+   */
+  progress?: TrainingProgress | undefined;
+
+  /**
+   * On completion: the held-out evaluation of the base and trained models.
+   *
+   * @generated from field: gliner.v1.Evaluation evaluation = 16;
+   */
+  evaluation?: Evaluation | undefined;
+
+  /**
+   * On completion: the trained model's held-out precision (as Pioneer reports it).
+   *
+   * @generated from field: optional double precision = 17;
+   */
+  precision?: number | undefined;
+
+  /**
+   * On completion: its held-out recall.
+   *
+   * @generated from field: optional double recall = 18;
+   */
+  recall?: number | undefined;
+
+  /**
+   * On completion: its held-out F1.
+   *
+   * @generated from field: optional double f1 = 19;
+   */
+  f1?: number | undefined;
+
+  /**
+   * Why it failed or stopped.
+   *
+   * @generated from field: string error = 20;
+   */
+  error: string;
+
+  /**
+   * Records trained on and held out.
+   *
+   * @generated from field: int32 train_records = 21;
+   */
+  trainRecords: number;
+
+  /**
+   * Records held out for evaluation.
+   *
+   * @generated from field: int32 held_out_records = 22;
+   */
+  heldOutRecords: number;
+
+  /**
+   * A stop was asked for (it takes effect within seconds).
+   *
+   * @generated from field: bool stop_requested = 23;
+   */
+  stopRequested: boolean;
+
+  /**
+   * The worker that ran it (host:process).
+   *
+   * @generated from field: string worker = 24;
+   */
+  worker: string;
+};
+
+/**
+ * Describes the message gliner.v1.TrainingJob.
+ * Use `create(TrainingJobSchema)` to create a new message.
+ */
+export const TrainingJobSchema: GenMessage<TrainingJob> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 16);
+
+/**
+ * Queue a training job.
+ *
+ * @generated from message gliner.v1.CreateTrainingJobRequest
+ */
+export type CreateTrainingJobRequest = Message<"gliner.v1.CreateTrainingJobRequest"> & {
+  /**
+   * A registered model id (GET /v1/models, kind "base" or "fine_tuned") or
+   * one of the caller's complete job ids.
+   *
+   * @generated from field: string base_model = 1;
+   */
+  baseModel: string;
+
+  /**
+   * Datasets of the caller's to train on (at least one), [{"name": ...}].
+   *
+   * @generated from field: repeated gliner.v1.DatasetRef datasets = 2;
+   */
+  datasets: DatasetRef[];
+
+  /**
+   * A name for people (default: the job id).
+   *
+   * @generated from field: string model_name = 3;
+   */
+  modelName: string;
+
+  /**
+   * "lora" (default) or "full".
+   *
+   * @generated from field: string training_type = 4;
+   */
+  trainingType: string;
+
+  /**
+   * Epochs (default 3).
+   *
+   * @generated from field: int32 nr_epochs = 5;
+   */
+  nrEpochs: number;
+
+  /**
+   * Default 5e-4 for LoRA, 1e-5 (the encoder's) for full training.
+   *
+   * @generated from field: double learning_rate = 6;
+   */
+  learningRate: number;
+
+  /**
+   * A project to file the job under.
+   *
+   * @generated from field: string project_id = 7;
+   */
+  projectId: string;
+
+  /**
+   * The share of records held out for evaluation, 0 to 0.5 (default 0.1).
+   *
+   * @generated from field: optional double held_out_fraction = 8;
+   */
+  heldOutFraction?: number | undefined;
+
+  /**
+   * Records per optimizer step (default 8).
+   *
+   * @generated from field: int32 batch_size = 9;
+   */
+  batchSize: number;
+};
+
+/**
+ * Describes the message gliner.v1.CreateTrainingJobRequest.
+ * Use `create(CreateTrainingJobRequestSchema)` to create a new message.
+ */
+export const CreateTrainingJobRequestSchema: GenMessage<CreateTrainingJobRequest> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 17);
+
+/**
+ * List the caller's training jobs.
+ *
+ * @generated from message gliner.v1.ListTrainingJobsRequest
+ */
+export type ListTrainingJobsRequest = Message<"gliner.v1.ListTrainingJobsRequest"> & {
+  /**
+   * Only jobs with this status.
+   *
+   * @generated from field: string status = 1;
+   */
+  status: string;
+
+  /**
+   * Only jobs of this project.
+   *
+   * @generated from field: string project_id = 2;
+   */
+  projectId: string;
+};
+
+/**
+ * Describes the message gliner.v1.ListTrainingJobsRequest.
+ * Use `create(ListTrainingJobsRequestSchema)` to create a new message.
+ */
+export const ListTrainingJobsRequestSchema: GenMessage<ListTrainingJobsRequest> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 18);
+
+/**
+ * The caller's training jobs.
+ *
+ * @generated from message gliner.v1.ListTrainingJobsResponse
+ */
+export type ListTrainingJobsResponse = Message<"gliner.v1.ListTrainingJobsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated gliner.v1.TrainingJob jobs = 1;
+   */
+  jobs: TrainingJob[];
+};
+
+/**
+ * Describes the message gliner.v1.ListTrainingJobsResponse.
+ * Use `create(ListTrainingJobsResponseSchema)` to create a new message.
+ */
+export const ListTrainingJobsResponseSchema: GenMessage<ListTrainingJobsResponse> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 19);
+
+/**
+ * Get a training job.
+ *
+ * @generated from message gliner.v1.GetTrainingJobRequest
+ */
+export type GetTrainingJobRequest = Message<"gliner.v1.GetTrainingJobRequest"> & {
+  /**
+   * Its id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gliner.v1.GetTrainingJobRequest.
+ * Use `create(GetTrainingJobRequestSchema)` to create a new message.
+ */
+export const GetTrainingJobRequestSchema: GenMessage<GetTrainingJobRequest> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 20);
+
+/**
+ * Get a job's log.
+ *
+ * @generated from message gliner.v1.GetTrainingJobLogsRequest
+ */
+export type GetTrainingJobLogsRequest = Message<"gliner.v1.GetTrainingJobLogsRequest"> & {
+  /**
+   * Its id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Only the last this many lines (0: all that are kept).
+   *
+   * @generated from field: int32 tail = 2;
+   */
+  tail: number;
+};
+
+/**
+ * Describes the message gliner.v1.GetTrainingJobLogsRequest.
+ * Use `create(GetTrainingJobLogsRequestSchema)` to create a new message.
+ */
+export const GetTrainingJobLogsRequestSchema: GenMessage<GetTrainingJobLogsRequest> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 21);
+
+/**
+ * One log line of a training job.
+ *
+ * @generated from message gliner.v1.TrainingLogLine
+ */
+export type TrainingLogLine = Message<"gliner.v1.TrainingLogLine"> & {
+  /**
+   * When it was written.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * "INFO", "WARNING" or "ERROR".
+   *
+   * @generated from field: string level = 2;
+   */
+  level: string;
+
+  /**
+   * The line.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message gliner.v1.TrainingLogLine.
+ * Use `create(TrainingLogLineSchema)` to create a new message.
+ */
+export const TrainingLogLineSchema: GenMessage<TrainingLogLine> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 22);
+
+/**
+ * A job's log.
+ *
+ * @generated from message gliner.v1.GetTrainingJobLogsResponse
+ */
+export type GetTrainingJobLogsResponse = Message<"gliner.v1.GetTrainingJobLogsResponse"> & {
+  /**
+   * The job's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Its status now.
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated gliner.v1.TrainingLogLine logs = 3;
+   */
+  logs: TrainingLogLine[];
+};
+
+/**
+ * Describes the message gliner.v1.GetTrainingJobLogsResponse.
+ * Use `create(GetTrainingJobLogsResponseSchema)` to create a new message.
+ */
+export const GetTrainingJobLogsResponseSchema: GenMessage<GetTrainingJobLogsResponse> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 23);
+
+/**
+ * Stop a training job.
+ *
+ * @generated from message gliner.v1.StopTrainingJobRequest
+ */
+export type StopTrainingJobRequest = Message<"gliner.v1.StopTrainingJobRequest"> & {
+  /**
+   * Its id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gliner.v1.StopTrainingJobRequest.
+ * Use `create(StopTrainingJobRequestSchema)` to create a new message.
+ */
+export const StopTrainingJobRequestSchema: GenMessage<StopTrainingJobRequest> = /*@__PURE__*/
+  messageDesc(file_gliner_v1_training_service, 24);
+
+/**
+ * Training data and training jobs, scoped to the API client like the
+ * inference history: named datasets of gliner2 training records, and jobs
+ * that fine-tune a registered model on them (run by gliner2-train-worker,
+ * never in the serving process). A complete job's id is a model id on every
+ * route.
  *
  * @generated from service gliner.v1.TrainingService
  */
@@ -412,6 +1070,61 @@ export const TrainingService: GenService<{
     methodKind: "unary";
     input: typeof DeleteDatasetRequestSchema;
     output: typeof DeleteDatasetResponseSchema;
+  },
+  /**
+   * The job methods return the job itself (as Google's AIP-133 has
+   * resource methods do), so that REST answers are the job object, Pioneer's
+   * {"id": "job_...", "status": "requested", ...}.
+   * Queue a training job (status "requested"); a worker takes it.
+   *
+   * @generated from rpc gliner.v1.TrainingService.CreateTrainingJob
+   */
+  createTrainingJob: {
+    methodKind: "unary";
+    input: typeof CreateTrainingJobRequestSchema;
+    output: typeof TrainingJobSchema;
+  },
+  /**
+   * The caller's training jobs, newest first.
+   *
+   * @generated from rpc gliner.v1.TrainingService.ListTrainingJobs
+   */
+  listTrainingJobs: {
+    methodKind: "unary";
+    input: typeof ListTrainingJobsRequestSchema;
+    output: typeof ListTrainingJobsResponseSchema;
+  },
+  /**
+   * One of the caller's training jobs: status, progress and, once complete,
+   * held-out metrics of the base model and of the trained one.
+   *
+   * @generated from rpc gliner.v1.TrainingService.GetTrainingJob
+   */
+  getTrainingJob: {
+    methodKind: "unary";
+    input: typeof GetTrainingJobRequestSchema;
+    output: typeof TrainingJobSchema;
+  },
+  /**
+   * A training job's log lines, oldest first.
+   *
+   * @generated from rpc gliner.v1.TrainingService.GetTrainingJobLogs
+   */
+  getTrainingJobLogs: {
+    methodKind: "unary";
+    input: typeof GetTrainingJobLogsRequestSchema;
+    output: typeof GetTrainingJobLogsResponseSchema;
+  },
+  /**
+   * Stop a job: a requested one at once, a running one within seconds
+   * (status "stopped"). Stopping a finished job is a 400.
+   *
+   * @generated from rpc gliner.v1.TrainingService.StopTrainingJob
+   */
+  stopTrainingJob: {
+    methodKind: "unary";
+    input: typeof StopTrainingJobRequestSchema;
+    output: typeof TrainingJobSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_gliner_v1_training_service, 0);
