@@ -278,8 +278,9 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
     engine = RecordingEngine(InferenceEngine(registry, limits=limits), history)
-    jobs = job_models.jobs = JobStore(history, JobLimits(max_active_jobs=config.max_active_training_jobs))
-    train_worker = start_train_worker(args, database_url, training_dir)
+    jobs = job_models.jobs = JobStore(history, JobLimits(max_active_jobs=config.max_active_training_jobs),
+                                      stale_after_s=config.training_stale_seconds)
+    train_worker = start_train_worker(args, config)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
@@ -371,7 +372,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     os._exit(0 if healthy else 1)
 
 
-def start_train_worker(args, database_url: str | None = None, training_dir: Path | None = None):
+def start_train_worker(args, config: ServiceConfig | None = None):
     """``gliner2-train-worker`` beside this server, unless ``--no-train-worker`` or this is a replica (the
     supervisor of the replicas starts one); it dies with this process."""
     if args.no_train_worker or os.environ.get(REPLICA_ENV) is not None:
@@ -380,11 +381,11 @@ def start_train_worker(args, database_url: str | None = None, training_dir: Path
     from .training.artifacts import resolve_training_dir
     from .training.worker import WorkerProcess
 
-    if database_url is None or training_dir is None:
-        config = load_config(args.config)
-        database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
-        training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
-    return WorkerProcess(database_url, training_dir, args.train_threads, args.log_level).start()
+    config = config or load_config(args.config)
+    database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
+    training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
+    return WorkerProcess(database_url, training_dir, threads=args.train_threads, log_level=args.log_level,
+                         stale_seconds=config.training_stale_seconds).start()
 
 
 def _progress_watch(registry, history, server, args):

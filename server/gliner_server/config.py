@@ -18,6 +18,7 @@
     max_datasets_per_client: 100              # training datasets per API client (more: 429)
     max_active_training_jobs: 2               # requested + running training jobs per API client (more: 429)
     training_dir: /var/lib/gliner2/training   # where training jobs write their models (shared by machines)
+    training_stale_seconds: 30                # a running job without a worker heartbeat this long is failed
     endpoints:
       - id: fastino-pii-demo
         model: fastino/gliner2-base-v1
@@ -141,6 +142,7 @@ class ServiceConfig(_Strict):
     max_datasets_per_client: int = Field(default=100, ge=1)   # training datasets per API client
     max_active_training_jobs: int = Field(default=2, ge=1)    # requested + running jobs per API client
     training_dir: Optional[str] = None                        # default DATA_DIR/training
+    training_stale_seconds: float = Field(default=30.0, ge=1)  # no heartbeat this long: the job's worker died
     model_load_backoff_s: float = Field(default=30.0, gt=0)   # a failed load is answered from memory this long
     model_load_wait_s: float = Field(default=60.0, gt=0)      # longest a request waits for its model to load
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

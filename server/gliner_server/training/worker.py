@@ -361,9 +361,12 @@ if __name__ == "__main__":
 class WorkerProcess:
     """``gliner2-train-worker`` as a child of ``gliner2-serve`` (restarted if it exits, killed with it)."""
 
-    def __init__(self, database_url: str, training_dir: Path, threads: int = 0, log_level: str = "INFO"):
+    def __init__(self, database_url: str, training_dir: Path, *, threads: int = 0, log_level: str = "INFO",
+                 stale_seconds: float = 30.0):
+        heartbeat = min(2.0, stale_seconds / 4)
         self.argv = [sys.executable, "-m", "gliner_server.training.worker", "--database-url", database_url,
                      "--training-dir", str(training_dir), "--log-level", log_level,
+                     "--stale-seconds", str(stale_seconds), "--heartbeat-seconds", str(heartbeat),
                      *(["--threads", str(threads)] if threads else [])]
         self.process = None
         self.restarts = 0
