@@ -16,7 +16,7 @@ from conftest import SEED_TEXT, start_stack
 @pytest.fixture(scope="module")
 def demo_checkpoint(work_dir):
     target = work_dir / "demo-model"
-    result = subprocess.run([sys.executable, "-m", "gliner_server.demo_model", str(target)],
+    result = subprocess.run([sys.executable, "-m", "gliner_server.demo_model", "--untrained", str(target)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "UNTRAINED" in result.stdout and "UNTRAINED" in (target / "README.md").read_text()

@@ -230,8 +230,17 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
         os.nice(nice)
     except OSError:
         pass
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {job_id} %(name)s: %(message)s")
+    # Warnings and errors on standard error; the trainer's INFO lines go to the job's log (runner._ToReporter).
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s %(levelname)s {job_id} %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+    logging.getLogger("gliner2.training.trainer").setLevel(logging.INFO)
     import shutil
+    from functools import partialmethod
+
+    import tqdm
+
+    tqdm.tqdm.__init__ = partialmethod(tqdm.tqdm.__init__, disable=True)   # progress goes to the job instead
 
     import torch
 
