@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--untrained", action="store_true", help="random heads only (no training; seconds)")
     parser.add_argument("--records", type=int, default=2000, help="synthetic training records (default 2000)")
     parser.add_argument("--eval-records", type=int, default=300, help="held-out records (default 300)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs (default 4)")
     parser.add_argument("--learning-rate", type=float, default=5e-5,
                         help="the encoder's learning rate (the heads' is 50 times it; default 5e-5)")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -268,13 +268,24 @@ class JobStore:
         return None if row is None else _job_from_row(row)
 
     def reap_stale(self) -> int:
-        """Fail running jobs whose worker stopped heartbeating; how many there were."""
+        """Fail running jobs whose worker stopped heartbeating; how many there were.
+
+        A read first: the write transaction (SQLite's write lock) is only taken when there is one.
+        """
         cutoff = utc_now() - timedelta(seconds=self.stale_after_s)
+        stale_rows = sa.select(training_jobs.c.id, training_jobs.c.worker).where(
+            training_jobs.c.status == "running", training_jobs.c.heartbeat_at < cutoff)
+
+        def look():
+            with self.store._transaction() as connection:
+                return connection.execute(stale_rows).first() is not None
+
+        if not self.store._bounded(look):
+            return 0
 
         def update():
             with self.store._transaction(write=True) as connection:
-                stale = connection.execute(sa.select(training_jobs.c.id, training_jobs.c.worker).where(
-                    training_jobs.c.status == "running", training_jobs.c.heartbeat_at < cutoff)).all()
+                stale = connection.execute(stale_rows).all()
                 for job_id, worker in stale:
                     done = connection.execute(training_jobs.update().where(
                         training_jobs.c.id == job_id, training_jobs.c.status == "running",
@@ -294,14 +305,21 @@ class JobStore:
     def claim(self, worker: str) -> Optional[JobRecord]:
         """Take the oldest requested job for ``worker`` (status ``running``); None when there is none."""
         now = utc_now()
+        query = (sa.select(training_jobs.c.id).where(training_jobs.c.status == "requested")
+                 .order_by(training_jobs.c.created_at, training_jobs.c.id).limit(1))
+
+        def look():
+            with self.store._transaction() as connection:
+                return connection.execute(query).first() is not None
+
+        if not self.store._bounded(look):   # polls take no write lock while the queue is empty
+            return None
 
         def take():
             with self.store._transaction(write=True) as connection:
-                query = (sa.select(training_jobs.c.id).where(training_jobs.c.status == "requested")
-                         .order_by(training_jobs.c.created_at, training_jobs.c.id).limit(1))
-                if connection.dialect.name == "postgresql":
-                    query = query.with_for_update(skip_locked=True)
-                job_id = connection.execute(query).scalar()
+                locked = query.with_for_update(skip_locked=True) if connection.dialect.name == "postgresql" \
+                    else query
+                job_id = connection.execute(locked).scalar()
                 if job_id is None:
                     return None
                 taken = connection.execute(training_jobs.update().where(
