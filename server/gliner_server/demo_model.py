@@ -134,6 +134,8 @@ def build_trained(target: Path, *, records: int, eval_records: int, epochs: int,
         if manifest.get("key") == key and (target / "config.json").is_file():
             print(f"gliner2-build-demo-model: {target} is built already (same recipe); reusing it")
             return manifest
+    if target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
+        sys.exit(f"gliner2-build-demo-model: {target} is not empty and holds no checkpoint; choose another directory")
     work = target.with_name(target.name + ".build")
     shutil.rmtree(work, ignore_errors=True)
     printer = _Printer()
