@@ -280,7 +280,6 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     engine = RecordingEngine(InferenceEngine(registry, limits=limits), history)
     jobs = job_models.jobs = JobStore(history, JobLimits(max_active_jobs=config.max_active_training_jobs),
                                       stale_after_s=config.training_stale_seconds)
-    train_worker = start_train_worker(args, config)
     grpc_port = args.grpc_port if args.no_envoy or args.grpc_port else 0
     server = GrpcServer(engine, address=f"{args.grpc_host}:{grpc_port}", keys=keys,
                         endpoints={e.id: e for e in config.endpoints}, workers=args.workers,
@@ -318,6 +317,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
             os._exit(0)  # a load may still run on the loader thread: do not wait for it
         watch = _progress_watch(registry, history, server, args).start()
         server.mark_serving()
+        train_worker = start_train_worker(args, config)   # once this server serves (none if start-up fails)
     except BaseException as error:
         _release(envoy, server, history)
         if isinstance(error, ServiceError):  # the cause carries the operator's guidance (how to serve a local dir)

@@ -362,17 +362,19 @@ class HistoryStore:
 
     # -- internals ----------------------------------------------------------
 
-    def _bounded(self, call: Callable[[], T]) -> T:
-        """``call()`` on a history thread; UNAVAILABLE when the database does not answer in time or fails."""
+    def _bounded(self, call: Callable[[], T], timeout_s: float | None = None) -> T:
+        """``call()`` on a history thread; UNAVAILABLE when the database does not answer in time (``timeout_s``,
+        by default the store's) or fails."""
+        timeout_s = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         try:
             future = self._io.submit(call)
         except RuntimeError:  # the store is closed (shutting down)
             raise unavailable("the server is shutting down") from None
         try:
-            return future.result(timeout=self.timeout_s)
+            return future.result(timeout=timeout_s)
         except FutureTimeout:
             future.cancel()
-            raise unavailable(f"the database did not answer within {self.timeout_s:g}s",
+            raise unavailable(f"the database did not answer within {timeout_s:g}s",
                               self._retry_after()) from None
         except sa.exc.SQLAlchemyError as error:
             logger.error("a history call failed: %s", _brief(error))

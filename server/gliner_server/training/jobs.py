@@ -204,6 +204,16 @@ class JobStore:
 
         return [_job_from_row(row) for row in self.store._bounded(select)]
 
+    def completed_for(self, client_id: str, *, timeout_s: Optional[float] = None) -> list[JobRecord]:
+        """The client's complete jobs, newest first (the model listing's: no reaping, its own time bound)."""
+        def select():
+            with self.store._transaction() as connection:
+                return connection.execute(sa.select(training_jobs).where(
+                    training_jobs.c.client_id == client_id, training_jobs.c.status == "complete")
+                    .order_by(training_jobs.c.created_at.desc(), training_jobs.c.id)).mappings().all()
+
+        return [_job_from_row(row) for row in self.store._bounded(select, timeout_s)]
+
     def get(self, client_id: str, job_id: str) -> JobRecord:
         if not JOB_ID.match(job_id or ""):
             raise not_found(job_id)

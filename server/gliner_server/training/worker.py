@@ -328,8 +328,11 @@ def main(argv=None) -> None:
 
     database_url = resolve_database_url(args.database_url, args.data_dir)
     training_dir = resolve_training_dir(args.training_dir, args.data_dir)
-    if os.environ.get("GLINER2_WORKER_DIES_WITH_PARENT"):
+    parent = os.environ.get("GLINER2_WORKER_DIES_WITH_PARENT")
+    if parent:
         die_with_parent()
+        if str(os.getppid()) != parent:   # the parent died before the line above took effect
+            return
     stopping = threading.Event()
 
     def on_signal(*_):
@@ -383,7 +386,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         import subprocess
 
-        env = {**os.environ, "GLINER2_WORKER_DIES_WITH_PARENT": "1"}
+        env = {**os.environ, "GLINER2_WORKER_DIES_WITH_PARENT": str(os.getpid())}
         self.process = subprocess.Popen(self.argv, env=env, stdout=subprocess.DEVNULL)
         logger.info("started gliner2-train-worker (pid %d)", self.process.pid)
         return self
