@@ -11,9 +11,10 @@ import json
 import subprocess
 import sys
 
-# 375 optimizer steps (about 3 minutes on 2 cores): the random heads need a few hundred steps before their
-# scores cross the 0.5 threshold at all (480 records x 3 epochs left F1 at the untrained level).
-REDUCED = ["--records", "1500", "--eval-records", "120", "--epochs", "2"]
+# 500 optimizer steps (about 4 minutes on 2 cores): the random heads need a few hundred steps before their
+# scores cross the 0.5 threshold at all (480 records x 3 epochs left F1 at the untrained level, and
+# 1500 x 2 reached only 0.10-0.14 from 0.035).
+REDUCED = ["--records", "2000", "--eval-records", "120", "--epochs", "2"]
 
 
 def test_a_reduced_demo_build_trains_and_beats_the_untrained_model(work_dir):
@@ -25,7 +26,7 @@ def test_a_reduced_demo_build_trains_and_beats_the_untrained_model(work_dir):
     evaluation = manifest["evaluation"]
     base, trained = evaluation["base"]["f1"], evaluation["trained"]["f1"]
     print(f"reduced demo build: held-out F1 {base:.3f} -> {trained:.3f} in {manifest['seconds']}s")
-    assert trained >= 2 * base and trained >= base + 0.05, evaluation
+    assert trained >= 3 * base and trained >= base + 0.1, evaluation
     assert evaluation["records"] == 120 and {"person", "company", "sentiment", "works_for"} <= set(evaluation["labels"])
     assert "| person |" in built.stdout and "Overall: precision" in built.stdout
     readme = " ".join((target / "README.md").read_text().split())
