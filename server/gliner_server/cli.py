@@ -246,11 +246,10 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .grpc_api.admission import Admission
     from .grpc_api.server import GrpcServer
     from .history.datasets import DatasetLimits
-    from .history.cli import resolve_database_url
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
     from .runtime.registry import ModelRegistry, ModelSpec
-    from .training.artifacts import JobModels, resolve_training_dir
+    from .training.artifacts import JobModels
     from .training.jobs import JobLimits, JobStore
 
     started = time.perf_counter()
@@ -258,7 +257,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
 
     set_runtime_cache_entries(args.runtime_cache_entries)
     model_slots = Admission.for_workers(args.workers).limit
-    training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
+    database_url, training_dir = storage(args, config)
     job_models = JobModels(training_dir)   # complete training jobs, served by their ids
     registry = ModelRegistry(
         [ModelSpec(id=m.id, source=m.source or m.id, adapter=m.adapter, description=m.description,
@@ -270,7 +269,6 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
         load_backoff_s=config.model_load_backoff_s, load_wait_s=config.model_load_wait_s,
         max_load_waiters=max(1, model_slots // 4),
         events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS, resolver=job_models)
-    database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
     try:
         history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
     except Exception as error:  # noqa: BLE001 - any database failure at start-up: say so and stop
@@ -372,18 +370,24 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     os._exit(0 if healthy else 1)
 
 
+def storage(args, config: ServiceConfig) -> tuple[str, Path]:
+    """The history database's URL and the training directory: flags, then the configuration, then defaults."""
+    from .history.cli import resolve_database_url
+    from .training.artifacts import resolve_training_dir
+
+    return (resolve_database_url(args.database_url or config.database_url, args.data_dir),
+            resolve_training_dir(args.training_dir or config.training_dir, args.data_dir))
+
+
 def start_train_worker(args, config: ServiceConfig | None = None):
     """``gliner2-train-worker`` beside this server, unless ``--no-train-worker`` or this is a replica (the
     supervisor of the replicas starts one); it dies with this process."""
     if args.no_train_worker or os.environ.get(REPLICA_ENV) is not None:
         return None
-    from .history.cli import resolve_database_url
-    from .training.artifacts import resolve_training_dir
     from .training.worker import WorkerProcess
 
     config = config or load_config(args.config)
-    database_url = resolve_database_url(args.database_url or config.database_url, args.data_dir)
-    training_dir = resolve_training_dir(args.training_dir or config.training_dir, args.data_dir)
+    database_url, training_dir = storage(args, config)
     return WorkerProcess(database_url, training_dir, threads=args.train_threads, log_level=args.log_level,
                          stale_seconds=config.training_stale_seconds).start()
 

@@ -84,8 +84,8 @@ class GrpcServer:
                 InferenceHistoryService(engine.history, keys, self.history_admission,
                                         chunk_bytes=max(4096, max_send_bytes // 4)), self.server)
             training_grpc.add_TrainingServiceServicer_to_server(
-                TrainingService(DatasetStore(engine.history, dataset_limits), keys, self.history_admission,
-                                jobs=jobs, models=getattr(engine.engine, "models", None)), self.server)
+                TrainingService(DatasetStore(engine.history, dataset_limits), jobs, keys, self.history_admission,
+                                models=getattr(engine.engine, "models", None)), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

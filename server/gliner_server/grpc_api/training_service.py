@@ -80,40 +80,32 @@ def job_to_proto(job: JobRecord) -> training_pb2.TrainingJob:
 class TrainingService(training_grpc.TrainingServiceServicer):
     """Every call takes one of the history calls' admission slots (they wait on the same database).
 
-    ``models`` (the model registry) says which base models exist; without ``jobs`` the job RPCs are
-    UNAVAILABLE (a server without a history database).
+    ``models`` (the model registry) says which base models exist.
     """
 
-    def __init__(self, datasets: DatasetStore, keys: ApiKeys, admission: Admission | None = None, *,
-                 jobs: JobStore | None = None, models=None):
+    def __init__(self, datasets: DatasetStore, jobs: JobStore, keys: ApiKeys, admission: Admission | None = None,
+                 *, models=None):
         self.datasets = datasets
         self.keys = keys
         self.admission = admission or Admission(4, "history calls")
         self.jobs = jobs
         self.models = models
 
-    def _jobs(self) -> JobStore:
-        if self.jobs is None:
-            raise ServiceError(ErrorKind.UNAVAILABLE, "Training jobs are not enabled on this server")
-        return self.jobs
-
     def _base(self, client: str, base_model: str) -> dict:
         """Where the base model comes from: a registered model, or one of the caller's complete jobs."""
         if not base_model:
             raise ServiceError.invalid("base_model is required: a model id from GET /v1/models", field="base_model")
         if JOB_ID.match(base_model):
-            job = self._jobs().get(client, base_model)   # another client's job: 404
+            job = self.jobs.get(client, base_model)   # another client's job: 404
             if job.status != "complete":
                 raise ServiceError.invalid(f"Training job {base_model} is {job.status}; only a complete job can "
                                            "be a base model", field="base_model")
             return {"job": base_model}
-        spec = None
-        if self.models is not None:
-            try:
-                spec = self.models.spec(base_model, client_id=client)
-            except ServiceError:
-                spec = None
-        if spec is None or spec.id != base_model:
+        try:
+            spec = self.models.spec(base_model, client_id=client) if self.models is not None else None
+        except ServiceError:   # NOT_FOUND
+            spec = None
+        if spec is None:
             raise ServiceError(ErrorKind.NOT_FOUND, f"Unknown base_model {shown(base_model)}: use a model id from "
                                                     "GET /v1/models", field="base_model")
         return {"model": spec.id, "source": spec.source, "adapter": spec.adapter}
@@ -121,7 +113,6 @@ class TrainingService(training_grpc.TrainingServiceServicer):
     @rpc
     def CreateTrainingJob(self, request, context, call):
         client = self._client(context, call)
-        jobs = self._jobs()
         with self.admission.slot():
             base = self._base(client, request.base_model)
             job_request = validate_request(
@@ -129,28 +120,28 @@ class TrainingService(training_grpc.TrainingServiceServicer):
                 model_name=request.model_name, training_type=request.training_type, nr_epochs=request.nr_epochs,
                 learning_rate=request.learning_rate, project_id=request.project_id or None,
                 held_out_fraction=request.held_out_fraction if request.HasField("held_out_fraction") else None,
-                batch_size=request.batch_size, limits=jobs.limits)
-            job = jobs.create(client, job_request)
+                batch_size=request.batch_size, limits=self.jobs.limits)
+            job = self.jobs.create(client, job_request)
         return job_to_proto(job)
 
     @rpc
     def ListTrainingJobs(self, request, context, call):
         client = self._client(context, call)
         with self.admission.slot():
-            found = self._jobs().list(client, status=request.status or None, project_id=request.project_id or None)
+            found = self.jobs.list(client, status=request.status or None, project_id=request.project_id or None)
         return training_pb2.ListTrainingJobsResponse(jobs=[job_to_proto(job) for job in found])
 
     @rpc
     def GetTrainingJob(self, request, context, call):
         client = self._client(context, call)
         with self.admission.slot():
-            return job_to_proto(self._jobs().get(client, request.id))
+            return job_to_proto(self.jobs.get(client, request.id))
 
     @rpc
     def GetTrainingJobLogs(self, request, context, call):
         client = self._client(context, call)
         with self.admission.slot():
-            job, lines = self._jobs().logs(client, request.id, tail=request.tail)
+            job, lines = self.jobs.logs(client, request.id, tail=request.tail)
         return training_pb2.GetTrainingJobLogsResponse(
             id=job.id, status=job.status,
             logs=[training_pb2.TrainingLogLine(time=_timestamp(line.at), level=line.level, message=line.message)
@@ -160,7 +151,7 @@ class TrainingService(training_grpc.TrainingServiceServicer):
     def StopTrainingJob(self, request, context, call):
         client = self._client(context, call)
         with self.admission.slot():
-            return job_to_proto(self._jobs().stop(client, request.id))
+            return job_to_proto(self.jobs.stop(client, request.id))
 
     def _client(self, context, call) -> str:
         return caller_of(self.keys, context, call).client_id

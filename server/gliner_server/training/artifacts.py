@@ -12,6 +12,7 @@ can make a job read or write elsewhere.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -72,8 +73,6 @@ class JobModels:
         self._misses: dict[str, float] = {}
 
     def __call__(self, model_id: str) -> Optional[ModelSpec]:
-        import time
-
         if self.jobs is None or not JOB_ID.match(model_id):
             return None
         now = time.monotonic()

@@ -86,12 +86,19 @@ def _values(value: Any) -> list:
     return [v for v in (value if isinstance(value, list) else [value]) if v not in (None, "")]
 
 
-def build_schema(model, output: dict):
-    """The library schema that asks a model what ``output`` (a training record's) answers."""
-    schema = model.create_schema()
+def _entities(output: dict) -> dict:
+    """A record's entity types and mentions; a described type without mentions is a negative (as the library
+    trains it)."""
     entities = dict(output.get("entities") or {})
     for label in output.get("entity_descriptions") or {}:
         entities.setdefault(label, [])
+    return entities
+
+
+def build_schema(model, output: dict):
+    """The library schema that asks a model what ``output`` (a training record's) answers."""
+    schema = model.create_schema()
+    entities = _entities(output)
     if entities:
         schema.entities(list(entities))
     for task in output.get("classifications") or []:
@@ -115,11 +122,8 @@ def build_schema(model, output: dict):
 def score_record(evaluation: Evaluation, output: dict, predicted: dict) -> None:
     """Add one record's comparison (its gold ``output``, the model's formatted ``predicted``)."""
     evaluation.records += 1
-    entities = dict(output.get("entities") or {})
-    for label in output.get("entity_descriptions") or {}:
-        entities.setdefault(label, [])
     found = predicted.get("entities") or {}
-    for label, mentions in entities.items():
+    for label, mentions in _entities(output).items():
         evaluation.add(label, {_norm(m) for m in found.get(label) or []}, {_norm(m) for m in mentions})
     for task in output.get("classifications") or []:
         name = task["task"]

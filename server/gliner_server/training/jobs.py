@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
 import sqlalchemy as sa
 
+from ..core.recording import MAX_ID_CHARS
 from ..errors import ErrorKind, ServiceError, shown
 from ..history.records import utc_now
 from ..history.store import _utc
@@ -35,6 +36,7 @@ ACTIVE = ("requested", "running")
 FINISHED = ("complete", "failed", "stopped")
 TRAINING_TYPES = ("lora", "full")
 DEFAULT_LEARNING_RATE = {"lora": 5e-4, "full": 1e-5}
+DEFAULT_EPOCHS, DEFAULT_HELD_OUT_FRACTION, DEFAULT_BATCH_SIZE = 3, 0.1, 8
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,23 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated CreateTrainingJob request (``base``: the resolved base model, see :func:`resolve_base`)."""
+    """A validated CreateTrainingJob request, defaults filled in (``base``: where the base model comes from,
+    as the TrainingService resolved it)."""
 
     base_model: str
     base: dict
     datasets: list[str]
-    model_name: str = ""
-    training_type: str = "lora"
-    nr_epochs: int = 3
-    learning_rate: float = 0.0
-    project_id: Optional[str] = None
-    held_out_fraction: float = 0.1
-    batch_size: int = 8
-    extra: dict = field(default_factory=dict)
+    model_name: str
+    training_type: str
+    nr_epochs: int
+    learning_rate: float
+    project_id: Optional[str]
+    held_out_fraction: float
+    batch_size: int
 
     def spec(self) -> dict:
-        return {"base_model": self.base_model, "base": self.base, "datasets": self.datasets,
-                "model_name": self.model_name, "training_type": self.training_type, "nr_epochs": self.nr_epochs,
-                "learning_rate": self.learning_rate, "held_out_fraction": self.held_out_fraction,
-                "batch_size": self.batch_size, **self.extra}
+        """What the job row keeps as its ``spec`` (the project has a column of its own)."""
+        return {k: v for k, v in asdict(self).items() if k != "project_id"}
 
 
 def validate_request(*, base_model: str, base: dict, dataset_names: list[str], model_name: str,
@@ -117,7 +117,7 @@ def validate_request(*, base_model: str, base: dict, dataset_names: list[str], m
     if training_type not in TRAINING_TYPES:
         raise ServiceError.invalid(f"training_type must be one of {', '.join(TRAINING_TYPES)}, got "
                                    f"{shown(training_type)}", field="training_type")
-    nr_epochs = nr_epochs or 3
+    nr_epochs = nr_epochs or DEFAULT_EPOCHS
     if not 1 <= nr_epochs <= limits.max_epochs:
         raise ServiceError.invalid(f"nr_epochs must be between 1 and {limits.max_epochs}, got {nr_epochs}",
                                    field="nr_epochs")
@@ -125,18 +125,17 @@ def validate_request(*, base_model: str, base: dict, dataset_names: list[str], m
     if not 0.0 < learning_rate < 1.0:
         raise ServiceError.invalid(f"learning_rate must be between 0 and 1, got {learning_rate}",
                                    field="learning_rate")
-    held_out = 0.1 if held_out_fraction is None else held_out_fraction
+    held_out = DEFAULT_HELD_OUT_FRACTION if held_out_fraction is None else held_out_fraction
     if not 0.0 <= held_out <= 0.5:
         raise ServiceError.invalid(f"held_out_fraction must be between 0 and 0.5, got {held_out}",
                                    field="held_out_fraction")
-    batch_size = batch_size or 8
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     if not 1 <= batch_size <= limits.max_batch_size:
         raise ServiceError.invalid(f"batch_size must be between 1 and {limits.max_batch_size}, got {batch_size}",
                                    field="batch_size")
-    if len(model_name) > 200:
-        raise ServiceError.invalid("model_name has more than 200 characters", field="model_name")
-    if project_id is not None and len(project_id) > 200:
-        raise ServiceError.invalid("project_id has more than 200 characters", field="project_id")
+    for name, value in (("model_name", model_name), ("project_id", project_id)):
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise ServiceError.invalid(f"{name} has more than {MAX_ID_CHARS} characters", field=name)
     return JobRequest(base_model=base_model, base=base, datasets=list(dataset_names), model_name=model_name,
                       training_type=training_type, nr_epochs=nr_epochs, learning_rate=learning_rate,
                       project_id=project_id, held_out_fraction=held_out, batch_size=batch_size)

@@ -83,7 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 class Worker:
     """The polling loop and the supervision of one job's child process."""
 
-    def __init__(self, args: argparse.Namespace, database_url: str, training_dir: Path):
+    def __init__(self, args: argparse.Namespace, database_url: str, training_dir: Path,
+                 stopping: Optional[threading.Event] = None):
         from ..history.store import HistoryStore
         from .jobs import JobStore
 
@@ -93,7 +94,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.store = HistoryStore.open(database_url, timeout_s=args.history_timeout)
         self.jobs = JobStore(self.store, stale_after_s=args.stale_seconds)
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()   # set: finish (a running job is ended) and return
 
     def run(self) -> None:
         logger.info("worker %s: training directory %s, %d thread(s) per job", self.name, self.training_dir,
@@ -188,7 +189,6 @@ class JobReporter:
         self.jobs, self.job_id, self.worker, self.stop = jobs, job_id, worker, stop
         self.progress = {"stage": "starting", "epoch": 0.0, "step": 0, "total_steps": 0, "loss": 0.0}
         self._written = 0.0
-        self._logged_step = -1
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -272,7 +272,7 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
         directory.mkdir(parents=True, exist_ok=True)
         settings = RunSettings(training_type=spec["training_type"], nr_epochs=spec["nr_epochs"],
                                learning_rate=spec["learning_rate"], batch_size=spec["batch_size"],
-                               held_out_fraction=spec["held_out_fraction"], seed=spec.get("seed", 42))
+                               held_out_fraction=spec["held_out_fraction"])
         result = run_training(source, adapter, records, directory, settings, reporter)
         result["artifact"]["path"] = f"{job_id}/{result['artifact']['path']}"
         status = "complete"
@@ -334,28 +334,17 @@ def main(argv=None) -> None:
         if str(os.getppid()) != parent:   # the parent died before the line above took effect
             return
     stopping = threading.Event()
-
-    def on_signal(*_):
-        stopping.set()
-        worker_ref = holder.get("worker")
-        if worker_ref is not None:
-            worker_ref.stopping.set()
-
-    holder: dict = {}
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     lock = None
     if database_url.startswith("sqlite"):
         lock = _single_worker_lock(training_dir, stopping)
         if lock is None:
             return
     try:
-        worker = Worker(args, database_url, training_dir)
+        worker = Worker(args, database_url, training_dir, stopping)
     except Exception as error:  # noqa: BLE001
         sys.exit(f"gliner2-train-worker: cannot open the job queue: {type(error).__name__}: {error}")
-    holder["worker"] = worker
-    if stopping.is_set():
-        worker.stopping.set()
     print(f"gliner2-train-worker: WAITING for jobs ({worker.name})", flush=True)
     try:
         worker.run()
