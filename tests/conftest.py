@@ -85,8 +85,10 @@ class Stack:
         return "".join(lines)[-4000:]
 
 
-def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0) -> Stack:
-    """Runs the real `gliner2-serve` command and waits until it says SERVING."""
+def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0,
+                python: str | None = None, env: dict | None = None) -> Stack:
+    """Runs the real `gliner2-serve` command (with ``python``: another environment's) and waits until it says
+    SERVING."""
     import subprocess
     import time
 
@@ -96,11 +98,12 @@ def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra:
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "serve.log"
     model = ["--model", str(checkpoint)] if checkpoint is not None else []   # None: the --config's default
-    command = [sys.executable, "-m", "gliner_server.cli", *model, "--port", str(port),
+    command = [python or sys.executable, "-m", "gliner_server.cli", *model, "--port", str(port),
                "--host", "127.0.0.1", "--cache-dir", str(cache_dir), "--run-dir", str(run_dir),
                "--data-dir", str(run_dir / "data"), *extra]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=None if env is None else {**os.environ, **env})
     deadline = time.monotonic() + timeout
     while SERVING_LINE not in log_path.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -6,6 +6,8 @@ accepts, and that the names and ports that tie replicas to the front match.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import yaml
@@ -91,11 +93,16 @@ def test_kubernetes_front_finds_the_replicas_through_the_headless_service():
     assert env["GLINER2_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] in secret
 
 
-def test_dockerfile_runs_the_command_with_the_cpu_torch():
+def test_dockerfile_serves_without_torch_and_converts_with_the_cpu_torch():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["gliner2-serve"]' in dockerfile
-    assert '"torch==2.13.0"' in dockerfile and "download.pytorch.org/whl/cpu" in dockerfile
-    assert "EXPOSE 8080 50051 9464" in dockerfile
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, re.M | re.S))
+    assert set(stages) == {"source", "convert", "serve"}
+    assert dockerfile.rstrip().splitlines()[-1].startswith("CMD")    # serve is the last stage: the default target
+    serve, convert = stages["serve"], stages["convert"]
+    assert 'ENTRYPOINT ["gliner2-serve"]' in serve and "torch" not in serve and "[convert]" not in serve
+    assert "EXPOSE 8080 50051 9464" in serve
+    assert 'ENTRYPOINT ["gliner2-convert"]' in convert and ".[convert]" in convert
+    assert '"torch==2.13.0"' in convert and "download.pytorch.org/whl/cpu" in convert
 
 
 def test_the_core_and_the_dialects_import_no_transport():

@@ -19,7 +19,7 @@ from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
 from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
 from .supervisor import REPLICA_ENV
-from .runtime.openvino_encoder import PRECISIONS
+from .lean.openvino_compile import PRECISIONS
 
 logger = logging.getLogger("gliner2-serve")
 OWN_LOGGERS = ("gliner2-serve", "gliner_server", "gliner2.access")
@@ -253,7 +253,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .training.jobs import JobLimits, JobStore
 
     started = time.perf_counter()
-    from .runtime.openvino_encoder import set_runtime_cache_entries
+    from .lean.openvino_compile import set_runtime_cache_entries
 
     set_runtime_cache_entries(args.runtime_cache_entries)
     model_slots = Admission.for_workers(args.workers).limit
@@ -383,6 +383,13 @@ def start_train_worker(args, config: ServiceConfig | None = None):
     """``gliner2-train-worker`` beside this server, unless ``--no-train-worker`` or this is a replica (the
     supervisor of the replicas starts one); it dies with this process."""
     if args.no_train_worker or os.environ.get(REPLICA_ENV) is not None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gliner2") is None:
+        logging.getLogger(__name__).warning(
+            "no training worker: training jobs need PyTorch and gliner2 (the convert extra), which this "
+            "installation lacks; jobs wait until a worker with them runs (gliner2-train-worker)")
         return None
     from .training.worker import WorkerProcess
 

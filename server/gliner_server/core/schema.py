@@ -176,7 +176,13 @@ def parse_field_spec(spec) -> FieldSpec:
 
 
 def to_library_schema(schema: ExtractionSchema, model):
-    """The ``gliner2.Schema`` the library itself would build for this schema."""
+    """The ``gliner2.Schema`` the library itself would build for this schema.
+
+    A lean model (:class:`gliner_server.lean.model.BundleModel`) builds its own
+    equivalent, the library's ``(schema.build(), metadata)``, without gliner2.
+    """
+    if hasattr(model, "library_schema"):
+        return model.library_schema(schema)
     library = model.create_schema()
     if schema.entities:
         library.entities(

@@ -14,11 +14,15 @@ from typing import Any, Sequence
 
 from ..core.engine import ModelCall, OutputOptions, Timing
 from ..errors import ErrorKind, ServiceError
-from . import fast_heads, lean_load, long_text, openvino_heads
+from ..lean.openvino_compile import PRECISIONS, ir_weights
+from . import long_text
 from .batcher import NO_EVENTS, BatchEvents, BatchPolicy, BatchScheduler, Job, JobSpec
 from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
-from .calibration import calibration_inputs
-from .openvino_encoder import EXPORT_REVISION, PRECISIONS, OpenVINOEncoder, export_ir, ir_weights
+
+# What loads a model (see load_model): "auto" serves a converted bundle with the lean runtime
+# (gliner_server.lean, no PyTorch) wherever it can run the model, and the gliner2 library with an
+# OpenVINO encoder otherwise; "library" always takes the library path.
+RUNTIMES = ("auto", "library")
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +40,13 @@ class LoadedModel:
     """
 
     model_id: str
-    model: Any                      # a gliner2 SpanExtractor / BoundaryExtractor
+    model: Any                      # a lean BundleModel, or a gliner2 SpanExtractor / BoundaryExtractor
     precision: str                  # one of PRECISIONS, or torch (reference, no OpenVINO)
     architecture: str
     load_seconds: float
     import_seconds: float = 0.0     # of load_seconds: importing gliner2 (torch, transformers) if not yet imported
+    runtime: str = "library"        # "lean" (a bundle, no PyTorch) or "library" (gliner2 with OpenVINO encoder)
+    convert_seconds: float = 0.0    # of load_seconds: converting the checkpoint into a bundle (first use only)
     memory_bytes: int = 0           # resident memory it takes: what loading it grew the process by (or weights_bytes)
     weights_bytes: int = 0          # its weights: PyTorch parameters left plus the IR's, see _footprint
     batching: BatchPolicy = BatchPolicy()
@@ -115,6 +121,8 @@ class LoadedModel:
         only texts that may exceed a pass's token limit; see
         tests/test_tokenizer_threads.py).
         """
+        if hasattr(self.model, "count_tokens"):   # the lean runtime's tokenizer is safe across threads
+            return self.model.count_tokens(text)
         with self._counter_lock:
             if self._counter is None:
                 self._counter = copy.deepcopy(self.model.processor.tokenizer)
@@ -152,7 +160,9 @@ class LoadedModel:
             format_results=format_results, include_confidence=include_confidence,
             include_spans=include_spans, max_len=max_len,
         )
-        counts = getattr(model.encoder, "last_token_counts", None)
+        counts = getattr(model, "last_token_counts", None)
+        if counts is None:
+            counts = getattr(getattr(model, "encoder", None), "last_token_counts", None)
         if counts is not None and len(counts) == len(texts):
             return results, counts
         return results
@@ -183,6 +193,8 @@ class PendingExtraction:
 
 def _schema_chars(schema) -> int:
     """Characters of the schema's labels and descriptions: its share of the prompt, for batching."""
+    if isinstance(schema, tuple):   # the lean runtime's (schema_dict, metadata)
+        schema = schema[0]
     built = schema.build() if hasattr(schema, "build") else schema
     return len(str(built))
 
@@ -190,6 +202,8 @@ def _schema_chars(schema) -> int:
 def _ir_dir(cache_dir: Path, digest: str, kind: str) -> Path:
     """Where converted IR of the weights ``digest`` lives: ``kind`` is a weight format or ``heads``."""
     import openvino as ov
+
+    from .openvino_encoder import EXPORT_REVISION
 
     version = ov.get_version().split("-")[0]
     return cache_dir / "ir" / f"{digest}-{kind}-e{EXPORT_REVISION}-ov{version}"
@@ -265,9 +279,9 @@ def _footprint(model, ir_path: Path | None) -> int:
     return torch_bytes + (ir_path.with_suffix(".bin").stat().st_size if ir_path else 0)
 
 
-def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
-               adapter: str | Path | None = None) -> LoadedModel:
-    """Load ``model_id`` (hub id or directory); convert or reuse the encoder IR.
+def load_library_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
+                       adapter: str | Path | None = None) -> LoadedModel:
+    """Load ``model_id`` (hub id or directory) with the gliner2 library; convert or reuse the encoder IR.
 
     ``adapter`` is a LoRA adapter directory applied over the checkpoint and merged
     into its weights; the IR cache key then combines the checkpoint's and the
@@ -279,6 +293,10 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
     encoder is never built: the IR compiles on a worker thread while the library
     builds and loads the heads (see :mod:`.lean_load`); the result is the same.
     """
+    from . import fast_heads, lean_load, openvino_heads
+    from .calibration import calibration_inputs
+    from .openvino_encoder import OpenVINOEncoder, export_ir
+
     if precision not in (*PRECISIONS, "torch"):
         raise ValueError(f"precision must be one of {PRECISIONS + ('torch',)}, got {precision!r}")
     started = time.perf_counter()
@@ -335,4 +353,43 @@ def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
         load_seconds=time.perf_counter() - started, import_seconds=import_seconds,
         weights_bytes=(weights := _footprint(model, ir_path)),
         memory_bytes=max(weights, _resident_growth(resident_before)),
+    )
+
+
+def load_model(model_id: str, *, precision: str = "f32", cache_dir: Path,
+               adapter: str | Path | None = None, runtime: str = "auto") -> LoadedModel:
+    """Load ``model_id`` (a bundle directory, hub id or checkpoint directory) for serving.
+
+    With ``runtime="auto"`` a bundle is served by the lean runtime
+    (:mod:`gliner_server.lean`: OpenVINO, ``tokenizers`` and numpy; PyTorch,
+    transformers and gliner2 are not imported), a checkpoint is first converted
+    into a cached bundle (:mod:`.bundles`), and a model the lean runtime cannot
+    run (the boundary architecture, unknown head layouts) is served by the
+    library path (:func:`load_library_model`), as is ``precision="torch"`` (the
+    PyTorch reference) and ``runtime="library"``.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if precision == "torch" or runtime == "library":
+        return load_library_model(model_id, precision=precision, cache_dir=cache_dir, adapter=adapter)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS + ('torch',)}, got {precision!r}")
+    from ..lean.bundle import BundleError
+    from ..lean.model import BundleModel
+    from .bundles import find_bundle
+
+    started = time.perf_counter()
+    bundle, convert_seconds = find_bundle(model_id, precision, cache_dir, adapter)
+    if bundle is None:
+        return load_library_model(model_id, precision=precision, cache_dir=cache_dir, adapter=adapter)
+    resident_before = resident_bytes()
+    try:
+        model = BundleModel.load(bundle, precision, cache_dir=cache_dir / "compiled")
+    except BundleError as error:
+        raise CheckpointUnavailable(str(error)) from None
+    weights = sum(p.stat().st_size for p in bundle.path.rglob("*.bin")) + (bundle.path / "heads.npz").stat().st_size
+    return LoadedModel(
+        model_id=model_id, model=model, precision=precision, architecture=model.architecture,
+        load_seconds=time.perf_counter() - started, runtime="lean", convert_seconds=convert_seconds,
+        weights_bytes=weights, memory_bytes=max(weights, _resident_growth(resident_before)),
     )

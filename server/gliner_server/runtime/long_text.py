@@ -35,6 +35,8 @@ class ChunkPlan(tuple):
 
 def word_count(model, text: str) -> int:
     """Words of ``text`` as the model's processor splits them (what the window counts)."""
+    if hasattr(model, "word_count"):       # the lean runtime's port of the same functions
+        return model.word_count(text)
     from gliner2.inference.chunking import iter_word_offsets
     from gliner2.processing.word_splitter import word_splitter_from
 
@@ -43,6 +45,8 @@ def word_count(model, text: str) -> int:
 
 def split(model, text: str, window: Window) -> list:
     """The library's chunks of ``text`` (``TextChunk``: text, start/end characters and words)."""
+    if hasattr(model, "split"):
+        return model.split(text, window.words, window.overlap)
     from gliner2.inference.chunking import split_text_into_chunks
     from gliner2.processing.word_splitter import word_splitter_from
 
@@ -53,6 +57,9 @@ def split(model, text: str, window: Window) -> list:
 def merge(model, schema, text: str, chunks: Sequence, results: Sequence[dict], *,
           include_confidence: bool, include_spans: bool) -> dict:
     """One result for ``text`` from its chunks' results (run with confidence and spans), as the library merges."""
+    if hasattr(model, "merge"):
+        return model.merge(schema, text, chunks, results, include_confidence=include_confidence,
+                           include_spans=include_spans)
     from gliner2.inference.chunking import merge_chunk_results
 
     return merge_chunk_results(

@@ -44,9 +44,18 @@ def inside(training_dir: Path, relative: str) -> Path:
     return path
 
 
-def model_source(job: JobRecord, training_dir: Path) -> tuple[str, Optional[str]]:
-    """(checkpoint source, LoRA adapter directory or None) of a complete job's model."""
+def model_source(job: JobRecord, training_dir: Path, *, bundle: bool = True) -> tuple[str, Optional[str]]:
+    """(checkpoint source, LoRA adapter directory or None) of a complete job's model.
+
+    A job whose model was converted into a bundle (see ``runner._bundle``) is
+    served from the bundle: no PyTorch needed where it is served. Training over
+    a job's model (``bundle=False``) reads the checkpoint or adapter itself.
+    """
     artifact = job.artifact or {}
+    if bundle and artifact.get("bundle"):
+        bundle = inside(training_dir, artifact["bundle"])
+        if (bundle / "manifest.json").is_file():
+            return str(bundle), None
     path = str(inside(training_dir, artifact["path"]))
     if artifact.get("kind") == "adapter":
         return artifact["base_source"], path

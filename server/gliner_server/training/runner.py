@@ -189,5 +189,31 @@ def run_training(base_source: str, base_adapter: Optional[str], records: list[di
         reporter.log("INFO", f"trained model on the held-out split: precision {trained_scores['precision']:.3f}, "
                              f"recall {trained_scores['recall']:.3f}, F1 {trained_scores['f1']:.3f}")
         evaluation = compare(base_scores, trained_scores)
+    else:
+        trained = None
+    artifact.update(_bundle(base_source, artifact, out_dir, trained, reporter))
     return {"artifact": artifact, "evaluation": evaluation, "train_records": len(train),
             "held_out_records": len(held_out)}
+
+
+def _bundle(base_source: str, artifact: dict, out_dir: Path, trained, reporter) -> dict:
+    """The trained model converted into a bundle beside it (``{"bundle": "bundle"}``), or ``{}``.
+
+    Servers without PyTorch (the lean install) then serve the job's model as
+    they serve any bundle; a model the lean runtime cannot run is served by the
+    library from the artefact itself.
+    """
+    from ..conversion.bundle import UnsupportedModel, convert
+
+    reporter.stage("converting")
+    model_dir = out_dir / artifact["path"]
+    source, adapter = (base_source, model_dir) if artifact["kind"] == "adapter" else (str(model_dir), None)
+    try:
+        convert(source, out_dir / "bundle", adapter=adapter, model=trained, cache_dir=out_dir / ".convert-cache")
+    except UnsupportedModel as error:
+        reporter.log("INFO", f"no bundle for this model ({error}); it is served through the gliner2 library")
+        return {}
+    finally:
+        shutil.rmtree(out_dir / ".convert-cache", ignore_errors=True)
+    reporter.log("INFO", "converted the trained model into a bundle for serving")
+    return {"bundle": "bundle"}

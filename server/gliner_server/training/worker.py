@@ -265,7 +265,7 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
             base_job = jobs.completed(base["job"])
             if base_job is None:
                 raise ValueError(f"the base job {base['job']} is no longer complete")
-            source, adapter = model_source(base_job, root)
+            source, adapter = model_source(base_job, root, bundle=False)
         else:
             source, adapter = base["source"], base.get("adapter")
         records = jobs.dataset_records(client_id, spec["datasets"])
@@ -275,6 +275,8 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
                                held_out_fraction=spec["held_out_fraction"])
         result = run_training(source, adapter, records, directory, settings, reporter)
         result["artifact"]["path"] = f"{job_id}/{result['artifact']['path']}"
+        if "bundle" in result["artifact"]:
+            result["artifact"]["bundle"] = f"{job_id}/{result['artifact']['bundle']}"
         status = "complete"
     except TrainingStopped:
         if jobs.get(client_id, job_id).stop_requested:
