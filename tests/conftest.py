@@ -56,13 +56,15 @@ def checkpoints(span_checkpoint, boundary_checkpoint) -> dict[str, Path]:
 _models: dict = {}
 
 
-def loaded(path: Path, precision: str, cache_dir: Path):
-    """Loaded models are shared across the session (loading costs seconds)."""
+def loaded(path: Path, precision: str, cache_dir: Path, runtime: str = "auto"):
+    """Loaded models are shared across the session (loading costs seconds). ``runtime="auto"`` is what the
+    server does (span checkpoints: converted into a bundle, served by the lean runtime); ``"library"`` the
+    gliner2 library with the OpenVINO encoder."""
     from gliner_server.runtime.loaded_model import load_model
 
-    key = (str(path), precision)
+    key = (str(path), precision, runtime)
     if key not in _models:
-        _models[key] = load_model(str(path), precision=precision, cache_dir=cache_dir)
+        _models[key] = load_model(str(path), precision=precision, cache_dir=cache_dir, runtime=runtime)
     return _models[key]
 
 

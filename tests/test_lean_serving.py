@@ -95,9 +95,10 @@ def test_gliner2_route_every_task_equals_the_library(lean_stack, reference):
     same_json(post(lean_stack, "/gliner-2", {"task": "extract_json", "text": text, "schema": schema,
                                             "threshold": THRESHOLD}),
               reference.extract_json(text, schema, threshold=THRESHOLD))
-    same_json(post(lean_stack, "/gliner-2", {"task": "extract_relations", "text": TEXT,
-                                            "schema": ["works_for", "located_in"], "threshold": THRESHOLD}),
-              reference.extract_relations(TEXT, ["works_for", "located_in"], threshold=THRESHOLD))
+    same_json(post(lean_stack, "/gliner-2", {"task": "schema", "text": TEXT, "threshold": THRESHOLD,
+                                            "schema": {"relations": ["works_for", "located_in"]}}),
+              reference.extract(TEXT, reference.create_schema().relations(["works_for", "located_in"]),
+                                threshold=THRESHOLD))
 
 
 def test_inference_route_with_every_task_and_flags(lean_stack, reference):
@@ -127,11 +128,14 @@ def test_run_route_long_text_and_batches(lean_stack, reference):
         {"text": SEED_TEXT, "parameters": {"entity_types": ["person", "company"], "threshold": THRESHOLD}},
         {"text": long_text, "parameters": {"entity_types": ["person", "location"], "threshold": THRESHOLD}}]})
     assert [item["status"] for item in items] == ["success", "success"], items
-    expected = reference.extract_entities(long_text, ["person", "location"], threshold=THRESHOLD,
-                                          include_spans=True, include_confidence=True)
+    # The server's default window (384 words, 64 overlapping); the chunks share one batch of at most 16.
+    schema = reference.create_schema().entities(["person", "location"])
+    [expected] = reference.batch_extract_long([long_text], schema, chunk_size=384, chunk_overlap=64, batch_size=16,
+                                              threshold=THRESHOLD, include_confidence=True, include_spans=True)
     found = {(e["label"], e["start"], e["end"]) for e in items[1]["output"]["entities"]}
-    assert found == {(label, s["start"], s["end"]) for label, spans in expected["entities"].items()
-                     for s in spans}
+    assert found and found == {(label, s["start"], s["end"]) for label, spans in expected["entities"].items()
+                               for s in spans}
+    assert max(start for _, start, _ in found) > 384 * 5    # found past the first window
 
 
 def test_sdks_and_grpc_clients_are_answered(lean_stack, reference):

@@ -23,12 +23,20 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["span", "boundary"])
+@pytest.fixture(scope="module", params=["span-bundle", "span-library", "boundary-library"])
 def pair(request, checkpoints, cache_dir):
-    path = checkpoints[request.param]
-    served = loaded(path, "f32", cache_dir)
+    """The served model and the library's PyTorch reference: span checkpoints both as the server runs them
+    (converted into a bundle, the lean runtime) and through the library path; boundary checkpoints have no
+    lean runtime, so the server serves them through the library path."""
+    architecture, runtime = request.param.split("-")
+    path = checkpoints[architecture]
+    served = loaded(path, "f32", cache_dir, runtime="auto" if runtime == "bundle" else "library")
     reference = loaded(path, "torch", cache_dir)
-    assert isinstance(served.model.encoder, OpenVINOEncoder)
+    assert served.runtime == ("lean" if runtime == "bundle" else "library")
+    if runtime == "library":
+        assert isinstance(served.model.encoder, OpenVINOEncoder)
+    if architecture == "boundary":   # what the server does with it too
+        assert loaded(path, "f32", cache_dir).runtime == "library"
     assert not isinstance(reference.model.encoder, OpenVINOEncoder)
     engine = InferenceEngine.of(served)
     return engine, reference.model

@@ -379,14 +379,24 @@ def storage(args, config: ServiceConfig) -> tuple[str, Path]:
             resolve_training_dir(args.training_dir or config.training_dir, args.data_dir))
 
 
+def installed(*distributions: str) -> bool:
+    """Whether these distributions are installed (read from their metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        for name in distributions:
+            version(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def start_train_worker(args, config: ServiceConfig | None = None):
     """``gliner2-train-worker`` beside this server, unless ``--no-train-worker`` or this is a replica (the
     supervisor of the replicas starts one); it dies with this process."""
     if args.no_train_worker or os.environ.get(REPLICA_ENV) is not None:
         return None
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("gliner2") is None:
+    if not installed("torch", "gliner2"):
         logging.getLogger(__name__).warning(
             "no training worker: training jobs need PyTorch and gliner2 (the convert extra), which this "
             "installation lacks; jobs wait until a worker with them runs (gliner2-train-worker)")
