@@ -65,7 +65,8 @@ def summary(latencies_ms: list[float]) -> dict:
             "p95_ms": round(percentile(latencies_ms, 0.95), 2), "p99_ms": round(percentile(latencies_ms, 0.99), 2)}
 
 
-_READY = re.compile(r"ready in ([0-9.]+)s \(([0-9.]+s|\?) since process start; ([0-9.]+)s of it importing")
+_READY = re.compile(r"ready in ([0-9.]+)s \(([0-9.]+s|\?) since process start; model loaded in ([0-9.]+)s, "
+                    r"(lean runtime|gliner2 library runtime, ([0-9.]+)s of it importing)")
 
 
 def server_start_figures(log: str) -> dict:
@@ -73,16 +74,18 @@ def server_start_figures(log: str) -> dict:
 
     ``ready_in_s`` counts from the start of ``main()`` (model load, warm-up, Envoy),
     ``since_process_start_s`` from process creation (interpreter and imports too),
-    ``library_import_s`` is the part of ``ready_in_s`` spent importing gliner2
-    (torch, transformers), and ``cached_ir_to_serving_s`` the rest of it: loading
-    the cached IR and the heads, warm-up and Envoy.
+    ``model_load_s`` the model's load, ``runtime`` "lean" or "library", and on the
+    library runtime ``library_import_s``, the part of ``ready_in_s`` spent importing
+    gliner2 (torch, transformers); ``cached_ir_to_serving_s`` is the rest of it.
     """
     found = _READY.findall(log)
     if not found:
         return {}
-    ready, since, library = found[-1]
+    ready, since, load, runtime, library = found[-1]
+    library_s = float(library) if library else 0.0
     return {"ready_in_s": float(ready), "since_process_start_s": None if since == "?" else float(since[:-1]),
-            "library_import_s": float(library), "cached_ir_to_serving_s": round(float(ready) - float(library), 2)}
+            "model_load_s": float(load), "runtime": "lean" if runtime.startswith("lean") else "library",
+            "library_import_s": library_s, "cached_ir_to_serving_s": round(float(ready) - library_s, 2)}
 
 
 def write_report(report: dict, out: Path | None, name: str) -> Path:

@@ -49,6 +49,22 @@ def big_checkpoints(work_dir) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def sentencepiece_checkpoint(work_dir) -> Path:
+    """A span checkpoint with a SentencePiece unigram tokenizer (DeBERTa-v3's kind), trained here."""
+    from model_fixtures import build_sentencepiece_checkpoint
+
+    return build_sentencepiece_checkpoint(work_dir / "spm-ckpt", seed=5)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_checkpoint(work_dir) -> Path:
+    """A span checkpoint with MiniLM's WordPiece tokenizer."""
+    from gliner_server.random_checkpoint import build_deberta_checkpoint, subword_tokenizer
+
+    return build_deberta_checkpoint(work_dir / "wordpiece-ckpt", seed=6, tokenizer=subword_tokenizer())
+
+
+@pytest.fixture(scope="session")
 def checkpoints(span_checkpoint, boundary_checkpoint) -> dict[str, Path]:
     return {"span": span_checkpoint, "boundary": boundary_checkpoint}
 

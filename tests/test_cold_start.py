@@ -166,12 +166,21 @@ def test_script_heads_read_both_alembic_templates_and_refuse_to_guess(tmp_path, 
     assert database.script_heads() == set()
 
 
-def test_the_serve_command_takes_the_lean_path(span_checkpoint, cache_dir, work_dir):
-    loaded(span_checkpoint, "f32", cache_dir)  # the IR is cached
+def test_the_serve_command_serves_a_bundle_and_the_library_path_skips_the_pytorch_encoder(
+        span_checkpoint, cache_dir, work_dir):
+    loaded(span_checkpoint, "f32", cache_dir)                      # the bundle is cached
+    loaded(span_checkpoint, "f32", cache_dir, runtime="library")   # and so is the library path's IR
     stack = start_stack(span_checkpoint, cache_dir, work_dir / "cold-start-stack")
     try:
         log = stack.log_path.read_text()
+        assert "since process start; model loaded in " in log and "lean runtime (no PyTorch))" in log
+        assert "converting" not in log      # the cached bundle, not a new conversion
+    finally:
+        assert stop_stack(stack) == 0, stack.log()
+    stack = start_stack(span_checkpoint, cache_dir, work_dir / "cold-start-library", "--runtime", "library")
+    try:
+        log = stack.log_path.read_text()
         assert "loaded the heads only, no PyTorch encoder" in log
-        assert "since process start; " in log and "of it importing the gliner2 library)" in log
+        assert "gliner2 library runtime, " in log and "s of it importing the library)" in log
     finally:
         assert stop_stack(stack) == 0, stack.log()

@@ -23,13 +23,18 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["span-bundle", "span-library", "boundary-library"])
+@pytest.fixture(scope="module", params=["span-bundle", "span-library", "boundary-library", "sentencepiece-bundle",
+                                        "wordpiece-bundle"])
 def pair(request, checkpoints, cache_dir):
     """The served model and the library's PyTorch reference: span checkpoints both as the server runs them
     (converted into a bundle, the lean runtime) and through the library path; boundary checkpoints have no
-    lean runtime, so the server serves them through the library path."""
+    lean runtime, so the server serves them through the library path. The span checkpoints' tokenizers: a
+    vocabulary list (span), a trained SentencePiece model (DeBERTa-v3's kind) and MiniLM's WordPiece."""
     architecture, runtime = request.param.split("-")
-    path = checkpoints[architecture]
+    if architecture in ("sentencepiece", "wordpiece"):
+        path = request.getfixturevalue(f"{architecture}_checkpoint")
+    else:
+        path = checkpoints[architecture]
     served = loaded(path, "f32", cache_dir, runtime="auto" if runtime == "bundle" else "library")
     reference = loaded(path, "torch", cache_dir)
     assert served.runtime == ("lean" if runtime == "bundle" else "library")

@@ -7,6 +7,7 @@ marks the server NOT_SERVING, stops Envoy, drains in-flight calls, and exits.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -53,6 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default=os.environ.get("GLINER2_PRECISION", "f32"),
                    help="f32 (exact, default), bf16 (f32 on CPUs without bf16), int8 (int8 weights), "
                         "int8-ptq (int8 weights and activations); see the README's agreement figures")
+    p.add_argument("--runtime", choices=("auto", "library"), default=os.environ.get("GLINER2_RUNTIME", "auto"),
+                   help="auto (default): serve bundles with the lean runtime (no PyTorch), converting a hub id or "
+                        "checkpoint into a cached bundle on first use (needs the convert extra), and models it "
+                        "cannot run (boundary architecture) with the gliner2 library; library: always the gliner2 "
+                        "library with an OpenVINO encoder (needs the convert extra)")
     p.add_argument("--cache-dir", type=Path,
                    default=Path(os.environ.get("GLINER2_CACHE_DIR", Path.home() / ".cache" / "gliner2-service")),
                    help="OpenVINO IR and compiled-model cache")
@@ -249,6 +255,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
     from .runtime.registry import ModelRegistry, ModelSpec
+    from .runtime.loaded_model import load_model
     from .training.artifacts import JobModels
     from .training.jobs import JobLimits, JobStore
 
@@ -268,7 +275,8 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                              wait_ms=args.batch_wait_ms, max_queued_texts=max_queued_texts),
         load_backoff_s=config.model_load_backoff_s, load_wait_s=config.model_load_wait_s,
         max_load_waiters=max(1, model_slots // 4),
-        events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS, resolver=job_models)
+        events=metrics.REGISTRY_EVENTS, batch_events=metrics.BATCH_EVENTS, resolver=job_models,
+        loader=functools.partial(load_model, runtime=args.runtime))
     try:
         history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
     except Exception as error:  # noqa: BLE001 - any database failure at start-up: say so and stop
@@ -328,11 +336,14 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     ready = time.perf_counter() - started
     where = f"port {envoy.process.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
     since_start = _seconds_since_process_start()
+    runtime = ("lean runtime (no PyTorch)" if model.runtime == "lean"
+               else f"gliner2 library runtime, {model.import_seconds:.1f}s of it importing the library")
+    converted = f", {model.convert_seconds:.1f}s converting it into a bundle" if model.convert_seconds else ""
     logger.info("%s %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start; "
-                "%.1fs of it importing the gliner2 library)", "SERVING" if announce else "ready:",
+                "model loaded in %.1fs, %s%s)", "SERVING" if announce else "ready:",
                 model.model_id, where, args.precision, "API keys required" if keys.enabled else "no authentication",
                 _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s",
-                model.import_seconds)
+                model.load_seconds, runtime, converted)
     if announce:
         print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
 

@@ -1,0 +1,211 @@
+"""The lean runtime (a bundle: OpenVINO, tokenizers, numpy) against the library paths, side by side in one run.
+
+On the random deberta-v3-base-shaped checkpoint (cached under ``--cache``) and its
+bundle, this prints, with the CPU's flags and the machine's load:
+
+1. **In-process latency**, median of ``--runs`` after warm-up, for each case (the
+   seed sentence with 4 labels, a 128-token text, 16 labels, 64 labels, 16 texts
+   in one call): the gliner2 library in PyTorch (the reference), the library path
+   with the OpenVINO encoder and heads (``--runtime library``), and the lean
+   runtime, with ratios to the reference.
+2. **Where the lean runtime's time goes**, per stage (preprocessing, encoder,
+   heads, decoding) and the share outside the encoder call.
+3. **A roofline line** per case: the encoder's floating-point operations (its
+   matrix multiplications, counted from the shapes) divided by this machine's
+   measured OpenVINO f32 matrix-multiply rate at that size, beside the measured
+   encoder time.
+4. **Start-up and memory of a serving process** (``--serve``): spawn to SERVING
+   and resident memory after 20 requests, ``gliner2-serve`` from ``.venv`` on the
+   checkpoint with ``--runtime library`` (cached IR) and from ``.venv-lean`` on the
+   bundle.
+
+    .venv/bin/python bench/lean_runtime.py [--runs 20] [--serve]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction,  # noqa: E402
+                    server_start_figures, text_of_tokens, write_report)
+
+LABELS_16 = LABELS + ["date", "event", "money", "organization", "city", "country", "title", "technology",
+                      "brand", "model", "feature", "time"]
+LABELS_64 = LABELS_16 + [f"type {i}" for i in range(48)]
+
+
+def cpu_flags() -> str:
+    flags = Path("/proc/cpuinfo").read_text().split("flags\t\t: ", 1)[1].split("\n", 1)[0].split()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    model = next(line.split(": ", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name"))
+    return f"{model}; {len([1 for line in Path('/proc/cpuinfo').read_text().splitlines() if line.startswith('processor')])} " \
+           f"CPUs; " + " ".join(f for f in wanted if f in flags)
+
+
+def median_ms(call, runs: int) -> float:
+    call()
+    call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, runs: int = 20) -> float:
+    """OpenVINO's f32 rate on one (rows x inner) @ (inner x cols) multiplication, GFLOP/s."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([rows, inner], ov.Type.f32)
+    w = ops.constant(np.random.default_rng(0).standard_normal((inner, cols)).astype(np.float32))
+    compiled = ov.Core().compile_model(ov.Model([ops.matmul(x, w, False, False)], [x]), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    data = np.random.default_rng(1).standard_normal((rows, inner)).astype(np.float32)
+    seconds = median_ms(lambda: request.infer([data]), runs) / 1000
+    return 2 * rows * inner * cols / seconds / 1e9
+
+
+def encoder_flops(tokens: int, hidden: int = 768, layers: int = 12, intermediate: int = 3072) -> float:
+    """Matrix-multiply FLOPs of a DeBERTa-v3 encoder pass over ``tokens`` tokens (batch 1).
+
+    Per layer: the Q, K, V and output projections (4 T H^2), the feed-forward
+    (2 T H I), and attention: content-to-content, content-to-position and
+    position-to-content scores (3 T^2 H, the relative positions windowed to T)
+    plus the weighted sum (T^2 H); each multiply-add is 2 FLOPs.
+    """
+    per_layer = 4 * tokens * hidden ** 2 + 2 * tokens * hidden * intermediate + 4 * tokens ** 2 * hidden
+    return 2.0 * per_layer * layers
+
+
+def in_process(args, checkpoint: Path, cache: Path) -> dict:
+    from gliner_server.core.schema import build_schema, to_library_schema
+    from gliner_server.runtime.loaded_model import load_model
+
+    reference = load_model(str(checkpoint), precision="torch", cache_dir=cache)
+    library = load_model(str(checkpoint), precision="f32", cache_dir=cache, runtime="library")
+    lean = load_model(str(checkpoint), precision="f32", cache_dir=cache)
+    assert lean.runtime == "lean" and library.runtime == "library"
+    text_128 = _text_of_tokens(lean.model.preprocessor, 128)
+    cases = {
+        "seed sentence, 4 labels": ([SEED], LABELS),
+        "128-token text, 4 labels": ([text_128], LABELS),
+        "seed sentence, 16 labels": ([SEED], LABELS_16),
+        "seed sentence, 64 labels": ([SEED], LABELS_64),
+        "16 texts in one call, 4 labels": ([SEED] * 8 + [text_128] * 8, LABELS),
+    }
+    rate_cache: dict = {}
+    results = {}
+    for name, (texts, labels) in cases.items():
+        schema = build_schema(entities=[{"name": label} for label in labels])
+        row = {}
+        for runtime, loaded in (("pytorch", reference), ("library+openvino", library), ("lean", lean)):
+            model_schema = to_library_schema(schema, loaded.model)
+            row[runtime] = median_ms(lambda: loaded.model.batch_extract(
+                list(texts), [model_schema] * len(texts), batch_size=16, threshold=0.5), args.runs)
+        stages = lean.model.last_stage_times
+        total = sum(vars(stages).values())
+        tokens = max(lean.model.last_token_counts)
+        key = (len(texts), tokens)
+        if key not in rate_cache:
+            rate_cache[key] = matmul_gflops(len(texts) * tokens, 768, 3072)
+        flops = encoder_flops(tokens) * len(texts)
+        row.update({
+            "tokens per text (max)": tokens,
+            "lean stages ms": {k: round(v * 1000, 2) for k, v in vars(stages).items()},
+            "lean outside encoder share": round(1 - stages.encoder / total, 3),
+            "encoder GFLOP": round(flops / 1e9, 2),
+            "f32 matmul GFLOP/s at this size": round(rate_cache[key], 1),
+            "roofline encoder ms": round(flops / (rate_cache[key] * 1e9) * 1000, 1),
+            "measured encoder ms": round(stages.encoder * 1000, 1),
+        })
+        row["lean vs pytorch"] = round(row["pytorch"] / row["lean"], 2)
+        row["lean vs library+openvino"] = round(row["library+openvino"] / row["lean"], 2)
+        results[name] = row
+        print(f"{name}: pytorch {row['pytorch']:.1f} ms, library+openvino {row['library+openvino']:.1f} ms, "
+              f"lean {row['lean']:.1f} ms ({row['lean vs pytorch']}x the reference, "
+              f"{row['lean vs library+openvino']}x the library path); lean stages {row['lean stages ms']} "
+              f"(outside the encoder {row['lean outside encoder share']:.1%}); encoder {row['measured encoder ms']} ms "
+              f"vs roofline {row['roofline encoder ms']} ms ({row['encoder GFLOP']} GFLOP at "
+              f"{row['f32 matmul GFLOP/s at this size']} GFLOP/s)", flush=True)
+    return results
+
+
+def _text_of_tokens(preprocessor, tokens: int) -> str:
+    """``common.text_of_tokens`` with the lean preprocessor's token count."""
+    class Counter:
+        def tokenize(self, text):
+            return [None] * preprocessor.count_tokens(text)
+    return text_of_tokens(Counter(), tokens)
+
+
+def serving(checkpoint: Path, bundle: Path, cache: Path, run_dir: Path) -> dict:
+    import requests
+
+    from conftest import start_stack, stop_stack
+
+    from helpers import rss_bytes
+
+    out = {}
+    for name, python, model, extra in (
+            ("library runtime (.venv, cached IR)", sys.executable, checkpoint, ("--runtime", "library")),
+            ("lean runtime (.venv-lean, bundle)", str(ROOT / ".venv-lean" / "bin" / "python"), bundle, ())):
+        figures = []
+        for attempt in range(3):
+            started = time.perf_counter()
+            stack = start_stack(model, cache, run_dir / f"{name[:4]}-{attempt}", "--api-key", KEY,
+                                "--no-train-worker", *extra, python=python, timeout=300)
+            spawn = time.perf_counter() - started
+            for _ in range(20):
+                requests.post(stack.base_url + "/gliner-2", json={"text": SEED, "labels": LABELS},
+                              headers={"X-API-Key": KEY}, timeout=60).raise_for_status()
+            rss = rss_bytes(stack.process.pid)
+            log = stack.log_path.read_text(errors="replace")
+            stop_stack(stack)
+            figures.append({"spawn_to_serving_s": round(spawn, 2), "rss_mb": round(rss / 2 ** 20),
+                            **server_start_figures(log)})
+        out[name] = {"runs": figures,
+                     "median spawn_to_serving_s": statistics.median(f["spawn_to_serving_s"] for f in figures),
+                     "median rss_mb": statistics.median(f["rss_mb"] for f in figures)}
+        print(f"{name}: spawn -> SERVING {out[name]['median spawn_to_serving_s']} s, resident "
+              f"{out[name]['median rss_mb']} MB after 20 requests ({figures})", flush=True)
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--serve", action="store_true", help="also time serving processes (start-up, memory)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    checkpoint = bench_checkpoint(args.cache)
+    cache = args.cache / "ov-cache"
+    report = {"cpu": cpu_flags(), "busy_before": round(cpu_busy_fraction(), 3)}
+    print(f"CPU: {report['cpu']}; machine busy {report['busy_before']:.0%} before", flush=True)
+    report["in_process"] = in_process(args, checkpoint, cache)
+    if args.serve:
+        from gliner_server.runtime.bundles import find_bundle
+
+        bundle, _ = find_bundle(str(checkpoint), "f32", cache)
+        report["serving"] = serving(checkpoint, bundle.path, cache, args.cache / "lean-bench-runs")
+        lib, lean = report["serving"].values()
+        print(f"lean / library: start-up {lean['median spawn_to_serving_s'] / lib['median spawn_to_serving_s']:.2f}x, "
+              f"resident memory {lean['median rss_mb'] / lib['median rss_mb']:.2f}x")
+    report["busy_after"] = round(cpu_busy_fraction(), 3)
+    print(f"machine busy {report['busy_after']:.0%} after")
+    write_report(report, args.out, "lean_runtime")
+    return report
+
+
+if __name__ == "__main__":
+    main()
