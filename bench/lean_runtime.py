@@ -6,8 +6,9 @@ bundle, this prints, with the CPU's flags and the machine's load:
 1. **In-process latency**, median of ``--runs`` after warm-up, for each case (the
    seed sentence with 4 labels, a 128-token text, 16 labels, 64 labels, 16 texts
    in one call): the gliner2 library in PyTorch (the reference), the library path
-   with the OpenVINO encoder and heads (``--runtime library``), and the lean
-   runtime, with ratios to the reference.
+   with the OpenVINO encoder and heads (``--runtime library``), the lean
+   runtime, and a peer users pick: ONNX Runtime on a monolithic ONNX export of
+   the model (``bench/peer_onnx.py``; needs the ``bench`` extra), with ratios.
 2. **Where the lean runtime's time goes**, per stage (preprocessing, encoder,
    heads, decoding) and the share outside the encoder call.
 3. **A roofline line** per case: the encoder's floating-point operations (its
@@ -95,6 +96,9 @@ def in_process(args, checkpoint: Path, cache: Path) -> dict:
     library = load_model(str(checkpoint), precision="f32", cache_dir=cache, runtime="library")
     lean = load_model(str(checkpoint), precision="f32", cache_dir=cache)
     assert lean.runtime == "lean" and library.runtime == "library"
+    from peer_onnx import OnnxPeer
+
+    peer = OnnxPeer.build(checkpoint, cache.parent)
     text_128 = _text_of_tokens(lean.model.preprocessor, 128)
     cases = {
         "seed sentence, 4 labels": ([SEED], LABELS),
@@ -112,6 +116,7 @@ def in_process(args, checkpoint: Path, cache: Path) -> dict:
             model_schema = to_library_schema(schema, loaded.model)
             row[runtime] = median_ms(lambda: loaded.model.batch_extract(
                 list(texts), [model_schema] * len(texts), batch_size=16, threshold=0.5), args.runs)
+        row["onnxruntime monolithic"] = median_ms(lambda: peer.extract_entities(list(texts), labels), args.runs)
         stages = lean.model.last_stage_times
         total = sum(vars(stages).values())
         tokens = max(lean.model.last_token_counts)
@@ -130,10 +135,15 @@ def in_process(args, checkpoint: Path, cache: Path) -> dict:
         })
         row["lean vs pytorch"] = round(row["pytorch"] / row["lean"], 2)
         row["lean vs library+openvino"] = round(row["library+openvino"] / row["lean"], 2)
+        row["lean vs onnxruntime"] = round(row["onnxruntime monolithic"] / row["lean"], 2)
+        row["texts/s lean"] = round(len(texts) / row["lean"] * 1000, 1)
+        row["texts/s onnxruntime"] = round(len(texts) / row["onnxruntime monolithic"] * 1000, 1)
         results[name] = row
         print(f"{name}: pytorch {row['pytorch']:.1f} ms, library+openvino {row['library+openvino']:.1f} ms, "
-              f"lean {row['lean']:.1f} ms ({row['lean vs pytorch']}x the reference, "
-              f"{row['lean vs library+openvino']}x the library path); lean stages {row['lean stages ms']} "
+              f"onnxruntime {row['onnxruntime monolithic']:.1f} ms, lean {row['lean']:.1f} ms "
+              f"({row['lean vs pytorch']}x the reference, {row['lean vs onnxruntime']}x onnxruntime, "
+              f"{row['lean vs library+openvino']}x the library path; {row['texts/s lean']} vs "
+              f"{row['texts/s onnxruntime']} texts/s); lean stages {row['lean stages ms']} "
               f"(outside the encoder {row['lean outside encoder share']:.1%}); encoder {row['measured encoder ms']} ms "
               f"vs roofline {row['roofline encoder ms']} ms ({row['encoder GFLOP']} GFLOP at "
               f"{row['f32 matmul GFLOP/s at this size']} GFLOP/s)", flush=True)

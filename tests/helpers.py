@@ -232,3 +232,17 @@ def fault_window(start, end, seconds: float) -> tuple[float, float]:
         ended = time.monotonic()
         end()
     return began, ended
+
+
+def served_entities(model, text: str, labels, *, threshold: float = 0.5, include_confidence: bool = False,
+                    include_spans: bool = False) -> dict:
+    """``extract_entities`` on a served :class:`LoadedModel` (lean or library runtime), as the engine runs it."""
+    return model.extract([text], entity_schema(model, labels), threshold=threshold, format_results=True,
+                         include_confidence=include_confidence, include_spans=include_spans)[0]
+
+
+def entity_schema(model, labels):
+    """The schema a served model runs for these entity labels (the library's Schema, or the lean runtime's)."""
+    from gliner_server.core.schema import build_schema, to_library_schema
+
+    return to_library_schema(build_schema(entities=[{"name": label} for label in labels]), model.model)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import SEED_TEXT, loaded
-from helpers import assert_match
+from helpers import entity_schema, assert_match
 from gliner_server.errors import ErrorKind, ServiceError
 from gliner_server.runtime.batcher import BatchPolicy, BatchScheduler
 
@@ -229,7 +229,7 @@ def test_concurrent_requests_on_a_real_model_equal_one_at_a_time(checkpoints, ca
     flags = dict(threshold=0.4, format_results=True, include_confidence=True, include_spans=True)
 
     def one(i):
-        schema = model.model.create_schema().entities(labels[i % 4])
+        schema = entity_schema(model, labels[i % 4])
         return model.extract([SCHEMA_TEXTS[i % 4]], schema, **flags)
 
     alone = [one(i) for i in range(4)]

@@ -15,7 +15,7 @@ import torch
 from conftest import SEED_TEXT, loaded, start_stack, stop_stack
 from helpers import assert_match
 
-from gliner_server.runtime import lean_load, loaded_model
+from gliner_server.runtime import lean_load, openvino_encoder
 from gliner_server.runtime.loaded_model import load_model
 from gliner_server.runtime.openvino_encoder import OpenVINOEncoder
 
@@ -38,7 +38,7 @@ def full_load(request, checkpoints, tmp_path_factory):
     """A fresh IR cache and the load that filled it (the library's full load plus conversion)."""
     path = checkpoints[request.param]
     cache = tmp_path_factory.mktemp(f"cold-{request.param}")
-    full = load_model(str(path), precision="f32", cache_dir=cache)
+    full = load_model(str(path), precision="f32", cache_dir=cache, runtime="library")
     return path, cache, full
 
 
@@ -85,9 +85,9 @@ def test_cached_ir_load_never_builds_the_pytorch_encoder(full_load, monkeypatch)
     monkeypatch.setattr(safetensors, "safe_open", RecordingSafeOpen)
     monkeypatch.setattr(span_module, "load_checkpoint_state_dict", refuse)
     monkeypatch.setattr(boundary_module, "load_checkpoint_state_dict", refuse)
-    monkeypatch.setattr(loaded_model, "export_ir", refuse)
+    monkeypatch.setattr(openvino_encoder, "export_ir", refuse)
 
-    cold = load_model(str(path), precision="f32", cache_dir=cache)
+    cold = load_model(str(path), precision="f32", cache_dir=cache, runtime="library")
     assert built == [{"meta"}], "the encoder module is built once, on the meta device, and never materialised"
     assert read and not [name for name in read if name.startswith("encoder.")]
     assert isinstance(cold.model.encoder, OpenVINOEncoder)
@@ -96,7 +96,7 @@ def test_cached_ir_load_never_builds_the_pytorch_encoder(full_load, monkeypatch)
 
 def test_cached_ir_load_is_the_full_load(full_load, cache_dir):
     path, cache, full = full_load
-    cold = load_model(str(path), precision="f32", cache_dir=cache)
+    cold = load_model(str(path), precision="f32", cache_dir=cache, runtime="library")
     assert type(cold.model) is type(full.model)
     ours, theirs = cold.model.state_dict(), full.model.state_dict()
     assert list(ours) == list(theirs)
@@ -115,7 +115,7 @@ def test_cached_ir_load_is_the_full_load(full_load, cache_dir):
 def test_unsupported_library_falls_back_to_the_full_load(full_load, monkeypatch):
     path, cache, full = full_load
     monkeypatch.setattr(lean_load, "SUPPORTED_LIBRARY_VERSION", "0.0.0")
-    cold = load_model(str(path), precision="f32", cache_dir=cache)
+    cold = load_model(str(path), precision="f32", cache_dir=cache, runtime="library")
     assert isinstance(cold.model.encoder, OpenVINOEncoder)
     assert _outputs(cold.model) == _outputs(full.model)
 

@@ -45,7 +45,7 @@ def test_batched_count_embedding_detects_a_wrong_step_order():
 
 @pytest.fixture(scope="module")
 def span_pair(checkpoints, cache_dir):
-    served = loaded(checkpoints["span"], "f32", cache_dir).model
+    served = loaded(checkpoints["span"], "f32", cache_dir, runtime="library").model
     reference = loaded(checkpoints["span"], "torch", cache_dir).model
     return served, reference
 
@@ -63,7 +63,7 @@ def test_span_models_get_the_fast_heads(span_pair):
 
 
 def test_boundary_models_keep_the_library_heads(checkpoints, cache_dir):
-    served = loaded(checkpoints["boundary"], "f32", cache_dir).model
+    served = loaded(checkpoints["boundary"], "f32", cache_dir, runtime="library").model
     assert openvino_heads.install(served, "f32") == []
     assert not fast_heads.install(served)
 

@@ -178,3 +178,13 @@ def test_a_checkpoint_without_the_convert_extra_fails_fast_and_says_why(span_che
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "convert extra" in output and "gliner2-convert" in output, output[-3000:]
+
+
+def test_dataset_uploads_say_they_need_the_library(lean_stack):
+    """Records are validated by the gliner2 library; a lean server refuses them plainly instead of storing them
+    unchecked (or failing with a 500)."""
+    response = requests.post(lean_stack.base_url + "/v1/datasets", headers={"X-API-Key": KEY}, timeout=30,
+                             json={"name": "tickets", "records": [{"input": "Tim Cook leads Apple.",
+                                                                   "output": {"entities": {"person": ["Tim Cook"]}}}]})
+    assert response.status_code == 503, response.text
+    assert "convert extra" in response.json()["error"]["message"]

@@ -8,13 +8,12 @@ import warnings
 import pytest
 
 from conftest import SEED_TEXT, loaded
-from helpers import assert_match
+from helpers import assert_match, served_entities
 from model_fixtures import build_fine_tuned_checkpoint, build_lora_adapter
 
 from gliner_server.errors import ErrorKind, ServiceError
 from gliner_server.runtime.checkpoint import CheckpointUnavailable
 from gliner_server.runtime.loaded_model import LoadedModel, load_model
-from gliner_server.runtime.openvino_encoder import OpenVINOEncoder
 from gliner_server.runtime.registry import ModelRegistry, ModelSpec
 
 LABELS = ["company", "person", "product", "location"]
@@ -47,6 +46,9 @@ def registry(span_checkpoint, adapter_dir, fine_tuned_dir, ir_cache):
 
 
 def entities(model, text, **options):
+    """Entities by a served model (a LoadedModel: lean or library runtime) or the library's own model."""
+    if hasattr(model, "scheduler"):
+        return served_entities(model, text, LABELS, include_confidence=True, **options)
     return model.extract_entities(text, LABELS, include_confidence=True, **options)
 
 
@@ -67,10 +69,11 @@ def library_adapted_model(base, adapter):
 
 def test_adapter_model_equals_the_library_with_the_adapter(registry, span_checkpoint, adapter_dir):
     served = registry.get("job_lora")
-    assert served.model_id == "job_lora" and isinstance(served.model.encoder, OpenVINOEncoder)
+    assert served.model_id == "job_lora" and served.runtime == "lean"   # a bundle with the adapter merged
+    assert served.model.bundle.manifest["source"]["adapter_digest"]
     reference = library_adapted_model(span_checkpoint, adapter_dir)
     for text in TEXTS:
-        assert_match(entities(served.model, text), entities(reference, text))
+        assert_match(entities(served, text), entities(reference, text))
 
 
 def test_boundary_adapter_equals_the_library_with_the_adapter(boundary_checkpoint, tmp_path):
@@ -80,7 +83,7 @@ def test_boundary_adapter_equals_the_library_with_the_adapter(boundary_checkpoin
     served = load_model(str(boundary_checkpoint), precision="f32", cache_dir=tmp_path / "cache", adapter=adapter)
     reference = library_adapted_model(boundary_checkpoint, adapter)
     for text in TEXTS:
-        got = entities(served.model, text)
+        got = entities(served, text)
         assert any(got["entities"].values())
         assert_match(got, entities(reference, text))
 
@@ -89,9 +92,9 @@ def test_adapter_changes_outputs_and_gets_its_own_ir(registry, ir_cache):
     adapted, base = registry.get("job_lora"), registry.get("")
     assert base.model_id == "base"
     for text in TEXTS:
-        assert entities(adapted.model, text, threshold=0.0) != entities(base.model, text, threshold=0.0)
-    # every loaded model so far has its own encoder weights, hence its own IR
-    assert len(list((ir_cache / "ir").glob("*/encoder.xml"))) == len(registry.loaded_ids())
+        assert entities(adapted, text, threshold=0.0) != entities(base, text, threshold=0.0)
+    # every loaded model so far has its own encoder weights, hence its own bundle
+    assert len(list((ir_cache / "bundles").glob("*/encoder.xml"))) == len(registry.loaded_ids())
 
 
 def test_fine_tuned_checkpoint_routes_to_its_own_weights(registry, fine_tuned_dir, span_checkpoint, cache_dir):
@@ -99,15 +102,15 @@ def test_fine_tuned_checkpoint_routes_to_its_own_weights(registry, fine_tuned_di
     own = loaded(fine_tuned_dir, "torch", cache_dir).model
     base = loaded(span_checkpoint, "torch", cache_dir).model
     for text in TEXTS:
-        assert_match(entities(served.model, text), entities(own, text))
-    assert entities(served.model, SEED_TEXT, threshold=0.0) != entities(base, SEED_TEXT, threshold=0.0)
+        assert_match(entities(served, text), entities(own, text))
+    assert entities(served, SEED_TEXT, threshold=0.0) != entities(base, SEED_TEXT, threshold=0.0)
 
 
 def test_memory_estimate_counts_heads_and_ir_weights_at_least(registry, ir_cache):
     model = registry.get("base")
-    ir_sizes = {p.stat().st_size for p in (ir_cache / "ir").glob("*/encoder.bin")}
-    head_bytes = sum(p.numel() * p.element_size() for p in model.model.parameters())  # encoder is OpenVINO's
-    assert head_bytes > 0 and model.weights_bytes - head_bytes in ir_sizes
+    bundle = model.model.bundle.path
+    weights = sum(p.stat().st_size for p in bundle.rglob("*.bin")) + (bundle / "heads.npz").stat().st_size
+    assert model.weights_bytes == weights > (bundle / "encoder.bin").stat().st_size
     # what the memory bound counts: the resident memory the load took, never less than the weights
     assert model.memory_bytes >= model.weights_bytes
 

@@ -6,9 +6,8 @@ import shutil
 import pytest
 
 from conftest import SEED_TEXT, loaded
-from helpers import assert_match
+from helpers import assert_match, served_entities
 
-from gliner_server.runtime import loaded_model
 from gliner_server.runtime.checkpoint import content_digest
 from gliner_server.runtime.loaded_model import load_model
 
@@ -16,20 +15,43 @@ LABELS = ["company", "person", "product", "location"]
 
 
 def test_ir_is_converted_once_and_reused(span_checkpoint, tmp_path, monkeypatch):
+    from gliner_server.runtime import openvino_encoder
+
     cache = tmp_path / "cache"
-    first = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
+    first = load_model(str(span_checkpoint), precision="f32", cache_dir=cache, runtime="library")
     irs = list((cache / "ir").glob("*/encoder.xml"))
     assert len(irs) == 1 and irs[0].with_suffix(".bin").stat().st_size > 0
 
     def no_conversion(*_args, **_kwargs):
         raise AssertionError("the cached IR should have been reused")
 
-    monkeypatch.setattr(loaded_model, "export_ir", no_conversion)
-    second = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
-    assert_match(second.model.extract_entities(SEED_TEXT, LABELS, include_confidence=True),
-                 first.model.extract_entities(SEED_TEXT, LABELS, include_confidence=True))
-    bf16 = load_model(str(span_checkpoint), precision="bf16", cache_dir=cache)  # shares the fp32 IR
+    monkeypatch.setattr(openvino_encoder, "export_ir", no_conversion)
+    second = load_model(str(span_checkpoint), precision="f32", cache_dir=cache, runtime="library")
+    assert_match(served_entities(second, SEED_TEXT, LABELS, include_confidence=True),
+                 served_entities(first, SEED_TEXT, LABELS, include_confidence=True))
+    bf16 = load_model(str(span_checkpoint), precision="bf16", cache_dir=cache, runtime="library")  # the fp32 IR
     assert bf16.precision == "bf16"
+
+
+def test_a_bundle_is_converted_once_and_reused(span_checkpoint, tmp_path, monkeypatch):
+    """A checkpoint is converted into a cached bundle on first use; later loads (f32 and bf16, which share the
+    fp32 IR) read it without converting, and answer the same."""
+    import subprocess
+
+    cache = tmp_path / "cache"
+    first = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
+    bundles = list((cache / "bundles").glob("*/manifest.json"))
+    assert first.runtime == "lean" and first.convert_seconds > 0 and len(bundles) == 1
+
+    def no_conversion(*_args, **_kwargs):
+        raise AssertionError("the cached bundle should have been reused")
+
+    monkeypatch.setattr(subprocess, "Popen", no_conversion)
+    second = load_model(str(span_checkpoint), precision="f32", cache_dir=cache)
+    bf16 = load_model(str(span_checkpoint), precision="bf16", cache_dir=cache)
+    assert second.convert_seconds == 0 and bf16.runtime == "lean" and bf16.precision == "bf16"
+    assert_match(served_entities(second, SEED_TEXT, LABELS, include_confidence=True),
+                 served_entities(first, SEED_TEXT, LABELS, include_confidence=True))
 
 
 def test_cache_key_follows_checkpoint_content(span_checkpoint, tmp_path):
@@ -48,8 +70,8 @@ def test_reduced_precision_modes_run(span_checkpoint, cache_dir, precision):
     f32 is measured by the benchmark, not asserted to be exact."""
     model = loaded(span_checkpoint, precision, cache_dir)
     exact = loaded(span_checkpoint, "f32", cache_dir)
-    got = model.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
-    want = exact.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    got = served_entities(model, SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    want = served_entities(exact, SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
     assert list(got["entities"]) == LABELS
     assert all(0.0 <= m["confidence"] <= 1.0 for ms in got["entities"].values() for m in ms)
     assert sum(map(len, got["entities"].values())) > 0
@@ -112,11 +134,11 @@ def test_int8_ptq_mode_loads_and_runs(span_checkpoint, cache_dir):
     from gliner_server.runtime.openvino_encoder import cpu_supports_bf16, is_activation_quantized
 
     model = loaded(span_checkpoint, "int8-ptq", cache_dir)
-    irs = list((cache_dir / "ir").glob("*-int8q-*/encoder.xml"))
-    assert len(irs) == 1 and is_activation_quantized(irs[0])
+    assert model.runtime == "lean" and model.model.bundle.precision == "int8-ptq"
+    assert is_activation_quantized(model.model.bundle.path / "encoder.xml")
     hint = model.model.encoder.compiled.get_property("INFERENCE_PRECISION_HINT")
     assert hint == (ov.Type.bf16 if cpu_supports_bf16(ov.Core()) else ov.Type.f32)
-    got = model.model.extract_entities(SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
+    got = served_entities(model, SEED_TEXT, LABELS, threshold=0.0, include_confidence=True)
     assert list(got["entities"]) == LABELS
     assert all(0.0 <= m["confidence"] <= 1.0 for ms in got["entities"].values() for m in ms)
     assert sum(map(len, got["entities"].values())) > 0

@@ -96,7 +96,7 @@ def test_sigterm_during_a_long_model_load_stops_at_once(big_checkpoints, tmp_pat
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while b"converting the encoder" not in log_path.read_bytes():
+        while b"encoder to OpenVINO IR" not in log_path.read_bytes():   # the child gliner2-convert's log line
             assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.05)
         signalled = time.monotonic()
@@ -110,6 +110,14 @@ def test_sigterm_during_a_long_model_load_stops_at_once(big_checkpoints, tmp_pat
     assert code == 0 and stopped_in < 5, log
     assert "stopped during start-up (SIGTERM)" in log and "SERVING" not in log.replace("NOT_SERVING", "")
     assert not _pids_alive(_envoy_pids(run_dir)), "Envoy outlived gliner2-serve"
+    def converters():
+        return subprocess.run(["pgrep", "-f", f"gliner_server.conversion.bundle {big_checkpoints[0]}"],
+                              capture_output=True, text=True).stdout.split()
+
+    gone_by = time.monotonic() + 5   # SIGKILL from PR_SET_PDEATHSIG, then reaped by init
+    while converters() and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not converters(), "the conversion outlived gliner2-serve"
 
 
 @pytest.mark.parametrize("limits, long_body, status", [

@@ -19,6 +19,7 @@ from pathlib import Path
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
 from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
+from .extras import installed
 from .supervisor import REPLICA_ENV
 from .lean.openvino_compile import PRECISIONS
 
@@ -388,18 +389,6 @@ def storage(args, config: ServiceConfig) -> tuple[str, Path]:
 
     return (resolve_database_url(args.database_url or config.database_url, args.data_dir),
             resolve_training_dir(args.training_dir or config.training_dir, args.data_dir))
-
-
-def installed(*distributions: str) -> bool:
-    """Whether these distributions are installed (read from their metadata: nothing is imported)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        for name in distributions:
-            version(name)
-    except PackageNotFoundError:
-        return False
-    return True
 
 
 def start_train_worker(args, config: ServiceConfig | None = None):

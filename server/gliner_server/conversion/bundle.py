@@ -33,6 +33,7 @@ from pathlib import Path
 from ..lean.bundle import BUNDLE_FORMAT, CONVERTER_REVISION, MANIFEST, BundleError
 from ..lean.heads import PARAMETERS_FILE
 from ..lean.openvino_compile import PRECISIONS, ir_weights
+from ..lifetime import follow_parent
 
 logger = logging.getLogger(__name__)
 UNSUPPORTED_EXIT = 3   # exit status for a model the lean runtime cannot run (runtime/bundles.py reads it)
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep a bundle already at OUT_DIR (what the server does when it converts on first use)")
     parser.add_argument("--cache-dir", type=Path, help="where content digests are memoised")
     args = parser.parse_args(argv)
+    if not follow_parent():   # started by a server that has stopped meanwhile
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ..lean.bundle import is_bundle
 

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import sqlalchemy as sa
 
 from ..errors import ErrorKind, ServiceError, shown
+from ..extras import installed
 from .records import utc_now
 from .store import _utc
 from .tables import datasets
@@ -65,7 +66,15 @@ def exists_already(name: str) -> ServiceError:
 
 
 def validate_records(records: list[Any], limits: DatasetLimits) -> tuple[int, dict[str, int]]:
-    """The records' JSON size and per-task counts; 400 for the first record the library finds invalid."""
+    """The records' JSON size and per-task counts; 400 for the first record the library finds invalid.
+
+    The library validates the records, so this needs gliner2 (the ``convert``
+    extra); a lean install says so (503) instead of storing unchecked records.
+    """
+    if not installed("gliner2"):
+        raise ServiceError(ErrorKind.UNAVAILABLE, "Datasets are validated by the gliner2 library, which this "
+                           "installation lacks (the lean serving install); upload them to a server installed "
+                           "with the convert extra")
     from gliner2.training.data import InputExample
 
     if not records:

@@ -20,6 +20,7 @@ from typing import Optional
 
 from ..lean.bundle import CONVERTER_REVISION, Bundle, BundleError, is_bundle, open_bundle
 from ..lean.openvino_compile import ir_weights
+from ..lifetime import child_env
 from .checkpoint import CheckpointUnavailable, content_digest, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ def find_bundle(model_id: str, precision: str, cache_dir: Path,
                "--precision", precision, "--if-missing", "--cache-dir", str(cache_dir)]
     if adapter_dir is not None:
         command += ["--adapter", str(adapter_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The conversion dies with this process (a SIGTERM during start-up stops both at once).
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=child_env())
     tail: list[str] = []
     for line in process.stderr:
         line = line.rstrip()

@@ -18,7 +18,6 @@ that finds another one holding the training directory's lock waits for it.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import logging
 import multiprocessing
@@ -33,17 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from ..lifetime import child_env, die_with_parent, follow_parent
+
 logger = logging.getLogger("gliner2-train-worker")
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent exits (a worker's child, the serve command's worker)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def default_threads() -> int:
@@ -330,11 +321,8 @@ def main(argv=None) -> None:
 
     database_url = resolve_database_url(args.database_url, args.data_dir)
     training_dir = resolve_training_dir(args.training_dir, args.data_dir)
-    parent = os.environ.get("GLINER2_WORKER_DIES_WITH_PARENT")
-    if parent:
-        die_with_parent()
-        if str(os.getppid()) != parent:   # the parent died before the line above took effect
-            return
+    if not follow_parent():   # the serve command died before this worker could follow it
+        return
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -377,8 +365,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         import subprocess
 
-        env = {**os.environ, "GLINER2_WORKER_DIES_WITH_PARENT": str(os.getpid())}
-        self.process = subprocess.Popen(self.argv, env=env, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.argv, env=child_env(), stdout=subprocess.DEVNULL)
         logger.info("started gliner2-train-worker (pid %d)", self.process.pid)
         return self
 
