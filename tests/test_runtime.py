@@ -64,6 +64,22 @@ def test_cache_key_follows_checkpoint_content(span_checkpoint, tmp_path):
     assert content_digest(copy, cache) != content_digest(span_checkpoint, cache)
 
 
+def test_cache_key_of_a_checkpoint_under_a_cache_folder(span_checkpoint, tmp_path):
+    """Hub snapshots live under ~/.cache/huggingface: their files count (two such checkpoints once shared the
+    digest of nothing, hence one cached bundle); only a checkpoint's own .cache folder is skipped."""
+    cache = tmp_path / "cache"
+    hub = tmp_path / ".cache" / "huggingface"
+    first, second = hub / "first", hub / "second"
+    shutil.copytree(span_checkpoint, first)
+    shutil.copytree(span_checkpoint, second)
+    (second / "config.json").write_text((second / "config.json").read_text().replace("{", '{"_edited": true, ', 1))
+    assert content_digest(first, cache) == content_digest(span_checkpoint, cache)
+    assert content_digest(second, cache) != content_digest(first, cache)
+    (first / ".cache").mkdir()
+    (first / ".cache" / "download.lock").write_text("metadata")
+    assert content_digest(first, cache) == content_digest(span_checkpoint, cache)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_reduced_precision_modes_run(span_checkpoint, cache_dir, precision):
     """bf16 and int8 (weight-only) give results of the same form; their agreement with

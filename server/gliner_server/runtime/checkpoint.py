@@ -62,7 +62,9 @@ def content_digest(path: Path, cache_dir: Path) -> str:
     Hashing a base-size checkpoint takes about a second, so digests are
     memoised per (file, size, mtime) in ``cache_dir/digests.json``.
     """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    # A checkpoint's own .cache folder (the hub's download metadata) is skipped; the folders above it are not
+    # looked at (a hub snapshot lives under ~/.cache/huggingface: its files must still count).
+    files = sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(path).parts)
     stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     stamp_key = hashlib.sha256(json.dumps([str(path), stamp]).encode()).hexdigest()
     memo_path = cache_dir / "digests.json"
