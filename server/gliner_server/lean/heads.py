@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .openvino_compile import compile_cached, compile_config, cpu_supports_bf16
 
@@ -60,6 +59,60 @@ class RowFunction:
         return [request.get_output_tensor(i).data.copy().reshape(*lead, d) for i, d in enumerate(self._out_dims)]
 
 
+class SpanWindows:
+    """The rest of ``SpanMarkerV0.score_queries`` after its two projections, as one compiled OpenVINO graph.
+
+    ``(start_hidden, end_hidden [B, L, F], folded_queries [B, Q, F], query_bias [B, Q, 1], text_lengths [B])``
+    → span logits ``[B, Q, L, max_width]``: every span (start, start + width)
+    is ``relu(start_hidden[start] + end_hidden[end] + first_bias) · query + bias``,
+    and spans that end past a text's last word are ``-inf``. This is the
+    library's window arithmetic (pad, unfold, add, relu, batched matmul, mask),
+    written once in numpy before: at ``F = 4 × hidden`` it materialises
+    ``B × L × max_width × F`` floats, which numpy walked on one core (over a
+    second for 16 texts of 60 words); OpenVINO runs it on every core.
+    """
+
+    def __init__(self, core, max_width: int, first_bias: Optional[np.ndarray], properties: dict):
+        import openvino as ov
+        from openvino import opset13 as ops
+
+        def i64(values):
+            return ops.constant(np.asarray(values, dtype=np.int64))
+
+        start = ops.parameter([-1, -1, -1], ov.Type.f32, name="start_hidden")
+        end = ops.parameter([-1, -1, -1], ov.Type.f32, name="end_hidden")
+        folded = ops.parameter([-1, -1, -1], ov.Type.f32, name="folded_queries")
+        bias = ops.parameter([-1, -1, 1], ov.Type.f32, name="query_bias")
+        lengths = ops.parameter([-1], ov.Type.i64, name="text_lengths")
+        shape = ops.shape_of(start, ov.Type.i64)
+        words, features = ops.gather(shape, i64([1]), i64(0)), ops.gather(shape, i64([2]), i64(0))  # [L], [F]
+        ends = ops.add(ops.unsqueeze(ops.range(i64(0), ops.squeeze(words, i64(0)), i64(1), ov.Type.i64),
+                                     i64(1)),
+                       i64(np.arange(max_width)[None, :]))                                  # (L, W)
+        padded = ops.pad(end, i64([0, 0, 0]), i64([0, max_width - 1, 0]), "constant")
+        hidden = ops.add(ops.unsqueeze(start, i64(2)), ops.gather(padded, ends, i64(1)))   # (B, L, W, F)
+        if first_bias is not None:
+            hidden = ops.add(hidden, ops.constant(first_bias.astype(np.float32)))
+        hidden = ops.reshape(ops.relu(hidden), ops.concat([i64([0, -1]), features], 0),
+                             special_zero=True)                                            # (B, L*W, F)
+        logits = ops.add(ops.matmul(folded, hidden, False, True), bias)                    # (B, Q, L*W)
+        logits = ops.reshape(logits, i64([0, 0, -1, max_width]), special_zero=True)        # (B, Q, L, W)
+        valid = ops.less(ops.unsqueeze(ends, i64(0)), ops.unsqueeze(lengths, i64([1, 2])))  # (B, L, W)
+        logits = ops.select(ops.unsqueeze(valid, i64(1)), logits,
+                            ops.constant(np.float32(-np.inf)))
+        model = ov.Model([logits], [start, end, folded, bias, lengths], "span_windows")
+        self.compiled = core.compile_model(model, "CPU", properties)
+        self._local = threading.local()
+
+    def __call__(self, start_hidden, end_hidden, folded, bias, text_lengths) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer([start_hidden, end_hidden, folded, bias, np.asarray(text_lengths, dtype=np.int64)])
+        # Copy: the output buffer is reused by the request's next inference.
+        return request.get_output_tensor(0).data.copy()
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32, copy=False)
 
@@ -82,28 +135,17 @@ class SpanHeads:
         with np.load(directory / PARAMETERS_FILE) as params:
             self.max_width = int(params["max_width"])
             self.max_count = int(params["max_count"])
-            self.first_bias = params["span_first_bias"] if params["span_first_bias"].size else None
+            first_bias = params["span_first_bias"] if params["span_first_bias"].size else None
             self.position_gates = (params["count_pos_embedding"] @ params["gru_weight_ih"].T
                                    + params["gru_bias_ih"]).astype(np.float32)      # (max_count, 3D)
+        self.span_windows = SpanWindows(core, self.max_width, first_bias, properties)
 
     # --- span scoring: openvino_heads._score_queries (SpanMarkerV0.score_queries, eval mode) ---
 
     def _score_queries(self, h: np.ndarray, queries: np.ndarray, text_lengths: np.ndarray) -> np.ndarray:
-        B, L, _ = h.shape
-        W = self.max_width
         start_hidden, end_hidden = self.rows["span_token_side"](h)                # (B, L, F) each
-        ends = np.arange(L)[:, None] + np.arange(W)[None, :]
-        valid = (ends < L)[None] & (ends[None] < text_lengths[:, None, None])     # (B, L, W)
-        end_padded = np.pad(end_hidden, ((0, 0), (0, W - 1), (0, 0)))
-        end_windows = sliding_window_view(end_padded, W, axis=1).transpose(0, 1, 3, 2)  # (B, L, W, F)
-        hidden = start_hidden[:, :, None, :] + end_windows
-        if self.first_bias is not None:
-            hidden = hidden + self.first_bias
-        hidden = np.maximum(hidden, 0).reshape(B, L * W, -1)
         folded, bias = self.rows["span_query_side"](queries)                      # (B, Q, F), (B, Q, 1)
-        logits = np.matmul(hidden, folded.transpose(0, 2, 1)) + bias.transpose(0, 2, 1)
-        logits = logits.transpose(0, 2, 1).reshape(B, queries.shape[1], L, W)
-        return np.where(valid[:, None, :, :], logits, np.float32(-np.inf)).astype(np.float32, copy=False)
+        return self.span_windows(start_hidden, end_hidden, folded, bias, text_lengths)
 
     def _span_scores(self, tokens: list[np.ndarray], queries: list[np.ndarray]) -> list[np.ndarray]:
         """``SpanExtractorModel.compute_span_scores_batched``: pad, score, unpad."""
