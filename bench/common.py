@@ -5,6 +5,7 @@ import os
 import re
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,15 +100,61 @@ def write_report(report: dict, out: Path | None, name: str) -> Path:
     return out
 
 
-def paired_rounds(calls: dict, rounds: int, warmup: int = 10) -> dict[str, list[float]]:
-    """Milliseconds of each call, run back to back in every round (so they share the machine's moods)."""
+def median_ms(call, runs: int) -> float:
+    """Median of ``runs`` calls after two warm-up calls, in milliseconds."""
+    call()
+    call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def paired_rounds(calls: dict, rounds: int, warmup: int = 10, pause_s: float = 0.0) -> dict[str, list[float]]:
+    """Milliseconds of each call, run back to back in every round (so they share the machine's moods).
+
+    ``pause_s`` before each timed call lets the previous call's thread pool go idle: runtimes whose worker
+    threads spin-wait after a call (ONNX Runtime, OpenMP) would otherwise slow whichever call comes next.
+    """
     for _ in range(warmup):
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            if pause_s:
+                time.sleep(pause_s)
             started = time.perf_counter()
             call()
             times[name].append((time.perf_counter() - started) * 1000)
     return times
+
+
+def concurrent_rate(call, clients: int, seconds: float) -> tuple[float, list[float], int]:
+    """Requests per second with ``clients`` threads calling for ``seconds``; latencies; errors."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def worker():
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - counted, reported
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - began), latencies, errors[0]

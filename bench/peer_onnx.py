@@ -53,7 +53,6 @@ import hashlib
 import json
 import os
 import re
-import statistics
 import sys
 import time
 import unicodedata
@@ -141,21 +140,10 @@ def entity_graph(model):
 
 def export_tokenizer(processor, path: Path) -> None:
     """The processor's tokenizer (with the special tokens gliner2 added) as ``tokenizers`` JSON, checked equal."""
-    from tokenizers import Tokenizer
+    from gliner_server.conversion.processor_settings import tokenizer_backend
 
     tokenizer = processor.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        from transformers.convert_slow_tokenizer import convert_slow_tokenizer
-
-        backend = convert_slow_tokenizer(tokenizer)
-        added = [token for _, token in sorted(tokenizer.added_tokens_decoder.items())]
-        backend.add_special_tokens([t for t in added if t.special])
-        backend.add_tokens([t for t in added if not t.special])
-    copy = Tokenizer.from_str(backend.to_str())
-    copy.no_truncation()
-    copy.no_padding()
-    copy.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    copy = tokenizer_backend(tokenizer)   # the converter's own export of the tokenizer
     probes = [*processor.SPECIAL_TOKENS, "(", ")", ",", "|", "entities", "apple", "iphone", "15", "cupertino",
               "type 12", "héllo", "東京", "$2", "e-mail@x.org", "organization", "technology"]
     for word in probes:
@@ -464,18 +452,6 @@ def check_against_library(checkpoint: Path, peer: OnnxPeer | None = None, work_d
     return report
 
 
-def median_ms(call, runs: int) -> float:
-    """Median of ``runs`` calls after two warm-up calls, in milliseconds."""
-    call()
-    call()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 class _Pieces:
     """``tokenize`` on the exported tokenizer (the library processor's, checked equal at export) for text_of_tokens."""
 
@@ -529,7 +505,7 @@ def self_check(checkpoint: Path, cache: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Build the peer, check it against the library, print median latencies of bench/lean_runtime.py's cases."""
     _bench_on_path()
-    from common import ROOT, bench_checkpoint, cpu_busy_fraction
+    from common import ROOT, bench_checkpoint, cpu_busy_fraction, median_ms
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--tiny", action="store_true", help="time the tiny random checkpoint (smoke run)")

@@ -31,12 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
 import time
 from pathlib import Path
 
-from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, server_start_figures,
-                    paired_rounds, summary, text_of_tokens, write_report)
+from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, concurrent_rate, cpu_busy_fraction,
+                    paired_rounds, server_start_figures, summary, text_of_tokens, write_report)
 
 from gliner_server.runtime.openvino_encoder import PRECISIONS
 
@@ -74,34 +73,6 @@ def reference_call(model, body):
                 builder.field(field, dtype=dtype, description=description)
         return lambda: model.extract(body["text"], schema)
     return lambda: model.extract_entities(body["text"], body["labels"])
-
-
-def concurrent_rate(call, clients: int, seconds: float) -> tuple[float, list[float], int]:
-    """Requests per second with ``clients`` threads calling for ``seconds``; latencies; errors."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def worker():
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                call()
-            except Exception:  # noqa: BLE001 - counted, reported
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                latencies.append((time.perf_counter() - started) * 1000)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(latencies) / (time.perf_counter() - began), latencies, errors[0]
 
 
 def measure_precision(precision, checkpoint, args, reference, tokenizer, report):

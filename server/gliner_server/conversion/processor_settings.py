@@ -45,7 +45,7 @@ def processor_settings(model) -> dict:
     }
 
 
-def _backend(tokenizer):
+def tokenizer_backend(tokenizer):
     """A fresh ``tokenizers.Tokenizer`` equal to the processor's (a fast tokenizer's backend, or a converted slow one)."""
     from tokenizers import Tokenizer
 
@@ -90,7 +90,7 @@ def check_tokenizer(tokenizer, backend) -> None:
 def export_tokenizer(model, path: Path) -> Path:
     """Write the processor's tokenizer (special tokens included) as a ``tokenizers`` JSON file at ``path``."""
     tokenizer = model.processor.tokenizer
-    backend = _backend(tokenizer)
+    backend = tokenizer_backend(tokenizer)
     check_tokenizer(tokenizer, backend)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
