@@ -9,13 +9,21 @@ rounds:
 - ``Extract`` direct to the gRPC server, with the server's own model time
   (``latency_ms``) and with ``privacy_mode`` (history row without text);
 - ``Extract`` through Envoy (native gRPC passthrough);
-- ``POST /v1/extract`` and ``POST /gliner-2`` through Envoy (transcoding, Lua).
+- ``POST /v1/extract`` and ``POST /gliner-2`` through Envoy (transcoding, Lua);
+
+and before the stack starts, in a child process of its own (so that no
+OpenVINO threads stay in the client), the same request in process: the model's
+``batch_extract`` alone, through the engine (batcher), and through the engine
+with the durable history write. Each route's p50 is then also given over the
+in-process runtime (``batch_extract``): the transport overhead the issue
+tracker's targets speak of.
 
     .venv/bin/python bench/transport_breakdown.py [--rounds 300]
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 from pathlib import Path
@@ -24,6 +32,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, paired_rounds,  # noqa: E402
                     write_report)
+
+
+def in_process_ms(checkpoint: Path, cache: Path, rounds: int) -> dict[str, float]:
+    """p50 ms of the seed request in process: the model alone, the engine, the engine with the history."""
+    import tempfile
+
+    from gliner_server.core.engine import FULL_OUTPUT, ExtractionRequest, InferenceEngine
+    from gliner_server.core.recording import Provenance, RecordingEngine
+    from gliner_server.core.schema import build_schema, to_library_schema
+    from gliner_server.history.store import HistoryStore
+    from gliner_server.runtime.registry import ModelRegistry, ModelSpec
+
+    registry = ModelRegistry([ModelSpec(id="m", source=str(checkpoint))], "m", precision="f32", cache_dir=cache)
+    engine = InferenceEngine(registry)
+    with tempfile.TemporaryDirectory() as data:
+        recording = RecordingEngine(engine, HistoryStore.open(f"sqlite:///{data}/history.db"))
+        schema = build_schema(entities=[{"name": label} for label in LABELS])
+        request = ExtractionRequest(texts=(SEED,), schema=schema, threshold=0.5, output=FULL_OUTPUT)
+        model = registry.get("m").model
+        model_schema = to_library_schema(schema, model)
+        provenance = Provenance(route="bench", task="schema")
+        calls = {"in-process model (batch_extract)": lambda: model.batch_extract([SEED], [model_schema]),
+                 "in-process engine (batcher)": lambda: engine.run(request),
+                 "in-process engine + history": lambda: recording.run(request, provenance)}
+        times = paired_rounds(calls, rounds)
+        recording.history.close()
+    return {name: round(statistics.median(values), 3) for name, values in times.items()}
 
 
 def main(argv=None) -> dict:
@@ -43,8 +78,10 @@ def main(argv=None) -> dict:
     from gliner_server.envoy import free_port
 
     checkpoint = bench_checkpoint(args.cache, tiny=True)
-    grpc_port = free_port()
     busy_before = cpu_busy_fraction()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        in_process = pool.apply(in_process_ms, (checkpoint, args.cache / "ov-cache", args.rounds))
+    grpc_port = free_port()
     stack = start_stack(checkpoint, args.cache / "ov-cache", args.cache / "run-transport", "--api-key", KEY,
                         "--grpc-port", str(grpc_port), timeout=300)
     direct_channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
@@ -83,6 +120,7 @@ def main(argv=None) -> dict:
         stop_stack(stack)
     report = {
         "rounds": args.rounds,
+        "in_process_p50_ms": in_process,
         "p50_ms": {name: round(statistics.median(v), 3) for name, v in times.items()},
         "server_model_ms_p50": round(statistics.median(model_ms), 3),
         "machine_busy": {"before": busy_before, "after": cpu_busy_fraction()},
@@ -91,10 +129,17 @@ def main(argv=None) -> dict:
     report["paired_median_over_direct_extract_ms"] = {
         name: round(statistics.median(a - b for a, b in zip(v, base)), 3)
         for name, v in times.items() if name not in ("grpc Extract (direct)", "grpc ListModels (direct)")}
+    alone = in_process["in-process model (batch_extract)"]
+    report["p50_over_in_process_ms"] = {name: round(p50 - alone, 3) for name, p50 in report["p50_ms"].items()
+                                        if name != "grpc ListModels (direct)"}
     print(f"tiny model, {args.rounds} paired rounds; the server's model time p50 {report['server_model_ms_p50']} ms")
+    for name, p50 in in_process.items():
+        print(f"  {name:32} p50 {p50:7.2f} ms   {p50 - alone:+.2f} ms over the model alone")
     for name, p50 in report["p50_ms"].items():
         extra = report["paired_median_over_direct_extract_ms"].get(name)
-        print(f"  {name:32} p50 {p50:7.2f} ms" + (f"   {extra:+.2f} ms vs direct Extract" if extra is not None else ""))
+        over = report["p50_over_in_process_ms"].get(name)
+        print(f"  {name:32} p50 {p50:7.2f} ms" + (f"   {extra:+.2f} ms vs direct Extract" if extra is not None else "")
+              + (f"   {over:+.2f} ms over the in-process model" if over is not None else ""))
     busy = report["machine_busy"]
     print(f"machine busy from other load, before/after: {busy['before']:.0%} / {busy['after']:.0%}")
     write_report(report, args.out, "transport-breakdown")
