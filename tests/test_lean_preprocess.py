@@ -323,3 +323,10 @@ def test_lean_modules_import_no_ml_library():
             "{'torch', 'transformers', 'gliner2', 'safetensors'}); print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_combining_marks_equal_a_scan_of_every_code_point():
+    """The word pattern's combining marks come from a scan of the planes that can hold them; a scan of every
+    code point (what gliner2's splitter does) finds exactly the same characters."""
+    every = words.combining_marks([range(sys.maxunicode + 1)])
+    assert words.combining_marks() == every and len(every) > 2000
