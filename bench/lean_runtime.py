@@ -26,7 +26,7 @@ bundle, this prints, with the CPU's flags and the machine's load:
    gRPC (direct to the server) from 1 and from 16 client threads for
    ``--seconds`` each: requests per second and the ratio of the two.
 
-    .venv/bin/python bench/lean_runtime.py [--runs 20] [--serve]
+    .venv/bin/python bench/lean_runtime.py [--runs 20] [--serve | --serve-only] [--seconds 20]
 """
 from __future__ import annotations
 
@@ -276,14 +276,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--serve", action="store_true",
                         help="also time serving processes (start-up, memory, 1 vs 16 clients)")
     parser.add_argument("--seconds", type=float, default=20.0, help="per concurrency level (--serve)")
+    parser.add_argument("--serve-only", action="store_true", help="--serve without the in-process cases")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     checkpoint = bench_checkpoint(args.cache)
     cache = args.cache / "ov-cache"
     report = {"cpu": cpu_flags(), "busy_before": round(cpu_busy_fraction(), 3)}
     print(f"CPU: {report['cpu']}; machine busy {report['busy_before']:.0%} before", flush=True)
-    report["in_process"] = in_process(args, checkpoint, cache)
-    if args.serve:
+    if not args.serve_only:
+        report["in_process"] = in_process(args, checkpoint, cache)
+    if args.serve or args.serve_only:
         from gliner_server.runtime.bundles import find_bundle
 
         bundle, _ = find_bundle(str(checkpoint), "f32", cache)
