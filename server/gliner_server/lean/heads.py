@@ -17,18 +17,18 @@ already runs in OpenVINO, :mod:`gliner_server.runtime.openvino_heads`), and the
 small tensors (GRU input weights, position embeddings, a bias, sizes) to
 ``heads.npz``. This module is the glue: :meth:`SpanHeads.span_logits` is the
 library path's ``fast_heads._direct_span_logits_batched`` (the library's method
-with every task's count embedding run together, exact up to float rounding) and
-``_score_queries`` is ``openvino_heads._score_queries``, both on numpy.
+with every task's count embedding run together, exact up to float rounding) on
+numpy, and ``_score_queries`` is ``openvino_heads._score_queries`` with its
+window arithmetic compiled into one OpenVINO graph (:class:`SpanWindows`).
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .openvino_compile import compile_cached, compile_config, cpu_supports_bf16
+from .openvino_compile import ThreadRequests, compile_cached, compile_config, cpu_supports_bf16
 
 PARAMETERS_FILE = "heads.npz"
 # The row functions a bundle's heads/ directory holds (IR file stems).
@@ -44,16 +44,14 @@ class RowFunction:
         self.compiled = compile_cached(core, str(path), properties)
         self.in_dim = self.compiled.inputs[0].get_partial_shape()[1].get_length()
         self._out_dims = [o.get_partial_shape()[1].get_length() for o in self.compiled.outputs]
-        self._local = threading.local()
+        self._requests = ThreadRequests(self.compiled)
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         lead = x.shape[:-1]
         rows = np.ascontiguousarray(x.reshape(-1, self.in_dim), dtype=np.float32)
         if rows.shape[0] == 0:
             return [np.zeros((*lead, d), np.float32) for d in self._out_dims]
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+        request = self._requests.get()
         request.infer([rows])
         # Copy: output buffers are reused by the request's next inference.
         return [request.get_output_tensor(i).data.copy().reshape(*lead, d) for i, d in enumerate(self._out_dims)]
@@ -101,13 +99,11 @@ class SpanWindows:
         logits = ops.select(ops.unsqueeze(valid, i64(1)), logits,
                             ops.constant(np.float32(-np.inf)))
         model = ov.Model([logits], [start, end, folded, bias, lengths], "span_windows")
-        self.compiled = core.compile_model(model, "CPU", properties)
-        self._local = threading.local()
+        self.compiled = compile_cached(core, model, properties)
+        self._requests = ThreadRequests(self.compiled)
 
     def __call__(self, start_hidden, end_hidden, folded, bias, text_lengths) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+        request = self._requests.get()
         request.infer([start_hidden, end_hidden, folded, bias, np.asarray(text_lengths, dtype=np.int64)])
         # Copy: the output buffer is reused by the request's next inference.
         return request.get_output_tensor(0).data.copy()

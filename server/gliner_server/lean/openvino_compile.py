@@ -109,6 +109,21 @@ def cpu_supports_bf16(core) -> bool:
     return "BF16" in {c.upper() for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
 
 
+class ThreadRequests:
+    """Infer requests of one compiled model, one per calling thread (a request is not thread-safe; the compiled
+    model is): what the encoder and every head function call through."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self._local = threading.local()
+
+    def get(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+
 class Encoder:
     """A compiled encoder IR: ``run(input_ids, attention_mask)`` gives the last hidden state as numpy.
 
@@ -134,16 +149,10 @@ class Encoder:
         self.core = core
         self.compiled = compile_cached(core, str(ir_path), properties)
         self.precision = precision
-        self._local = threading.local()
-
-    def _request(self):
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        return request
+        self._requests = ThreadRequests(self.compiled)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        request = self._request()
+        request = self._requests.get()
         request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
         # Copy: the request's output buffer is reused by its next inference.
         return request.get_tensor(OUTPUT_NAME).data.copy()

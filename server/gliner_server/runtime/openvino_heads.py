@@ -19,7 +19,6 @@ query side) run in OpenVINO and whose cheap window arithmetic stays in torch.
 from __future__ import annotations
 
 import logging
-import threading
 import types
 from pathlib import Path
 from typing import Optional
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..lean.openvino_compile import ThreadRequests
 from .openvino_encoder import compile_cached, compile_config, cpu_supports_bf16, save_ir
 
 logger = logging.getLogger(__name__)
@@ -54,13 +54,7 @@ class RowwiseOpenVINO(torch.nn.Module):
             properties["INFERENCE_PRECISION_HINT"] = "f32"
         self.compiled = compile_cached(core, model, properties)
         self.in_dim = in_dim
-        self._local = threading.local()
-
-    def _request(self):
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        return request
+        self._requests = ThreadRequests(self.compiled)
 
     def forward(self, x: torch.Tensor):
         lead = x.shape[:-1]
@@ -69,7 +63,7 @@ class RowwiseOpenVINO(torch.nn.Module):
             outputs = [np.zeros((0, *o.get_partial_shape().get_min_shape()[1:]), np.float32)
                        for o in self.compiled.outputs]
         else:
-            request = self._request()
+            request = self._requests.get()
             request.infer([rows.detach().to(torch.float32).numpy()])
             # Copy: output buffers are reused by the request's next inference.
             outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
