@@ -17,6 +17,7 @@ texts, token counting), each a port of the library's own steps:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ from .openvino_compile import Encoder
 from .preprocess import Preprocessor
 from .formatting import format_results
 from .schema_dict import library_schema
+from .weight_pages import release_weight_pages
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,8 +71,25 @@ class BundleModel:
         preprocessor = Preprocessor(Tokenizer.from_file(str(bundle.path / "tokenizer.json")), settings)
         encoder = Encoder(bundle.path / "encoder.xml", precision, cache_dir=cache_dir)
         heads = SpanHeads(bundle.path, precision, cache_dir=cache_dir, core=encoder.core)
-        return cls(bundle=bundle, preprocessor=preprocessor, encoder=encoder, heads=heads,
-                   enable_records=bool(settings.get("enable_records", False)))
+        model = cls(bundle=bundle, preprocessor=preprocessor, encoder=encoder, heads=heads,
+                    enable_records=bool(settings.get("enable_records", False)))
+        model.warm_up()
+        released = release_weight_pages([bundle.path, cache_dir])
+        logger.info("compiled and warmed up %s; %d MB of weight-file pages it no longer reads given back",
+                    bundle.path, released // 2 ** 20)
+        return model
+
+    def warm_up(self) -> None:
+        """One short request through the encoder and every head function.
+
+        OpenVINO prepares (repacks) most weights on a model's first inference, reading the weight file
+        once more; after this, :func:`.weight_pages.release_weight_pages` can give those pages back.
+        """
+        from ..core.schema import build_schema
+
+        schema = build_schema(entities=[{"name": "person"}],
+                              classifications=[{"name": "tone", "labels": ["formal", "casual"]}])
+        self.batch_extract(["Ada Lovelace wrote it."], [self.library_schema(schema)])
 
     # --- what the serving runtime calls ---
 
