@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -42,17 +43,21 @@ def test_read_only_mappings_are_dropped_and_written_ones_kept(tmp_path):
             view.close()
 
 
-def test_a_loaded_bundle_keeps_few_weight_pages_and_answers_the_same(span_checkpoint, cache_dir):
+def test_a_loaded_bundle_keeps_few_weight_pages_and_answers_the_same(span_checkpoint, cache_dir, tmp_path):
     """A bundle model loads, warms up and gives back its weight-file pages; it then answers as a model that
-    has served before, and what it reads again comes back from the page cache."""
-    from gliner_server.runtime.loaded_model import load_model
+    has served before, and what it reads again comes back from the page cache. A compiled-model cache of its
+    own (filled by a first load) keeps other tests' models out of the mappings counted."""
+    from gliner_server.lean.bundle import open_bundle
+    from gliner_server.lean.model import BundleModel
 
     served = loaded(span_checkpoint, "f32", cache_dir)     # the session's model (converts the bundle once)
     expected = served_entities(served, SEED_TEXT, LABELS, include_confidence=True)
-    fresh = load_model(str(span_checkpoint), precision="f32", cache_dir=cache_dir)
-    bundle = fresh.model.bundle.path
-    files = sum(p.stat().st_size for p in bundle.rglob("*.bin"))
-    mapped = [m for m in weight_mappings([bundle, cache_dir]) if m.read_only]
-    assert mapped, "OpenVINO maps the bundle's weights (or their compiled blobs)"
-    assert sum(m.resident_bytes for m in mapped) < files // 4
-    assert served_entities(fresh, SEED_TEXT, LABELS, include_confidence=True) == expected
+    bundle = open_bundle(served.model.bundle.path)
+    compiled = tmp_path / "compiled"
+    BundleModel.load(bundle, "f32", cache_dir=compiled)    # fills this cache
+    fresh = BundleModel.load(bundle, "f32", cache_dir=compiled)
+    blobs = sum(p.stat().st_size for p in compiled.rglob("*.blob"))
+    mapped = [m for m in weight_mappings([compiled]) if m.read_only]
+    assert blobs and mapped, "OpenVINO maps the compiled models from its cache"
+    assert sum(m.resident_bytes for m in mapped) < blobs // 4
+    assert served_entities(replace(served, model=fresh), SEED_TEXT, LABELS, include_confidence=True) == expected
