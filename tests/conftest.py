@@ -104,9 +104,9 @@ class Stack:
 
 
 def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra: str, timeout: float = 120.0,
-                python: str | None = None, env: dict | None = None) -> Stack:
+                python: str | None = None, env: dict | None = None, poll_s: float = 0.2) -> Stack:
     """Runs the real `gliner2-serve` command (with ``python``: another environment's) and waits until it says
-    SERVING."""
+    SERVING, looking every ``poll_s`` seconds (a benchmark timing the start looks more often)."""
     import subprocess
     import time
 
@@ -127,7 +127,7 @@ def start_stack(checkpoint: Path | None, cache_dir: Path, run_dir: Path, *extra:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"gliner2-serve did not start:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.2)
+        time.sleep(poll_s)
     return Stack(process, port, log_path)
 
 
