@@ -45,6 +45,22 @@ def text_of_tokens(tokenizer, tokens: int) -> str:
     return " ".join(words[:low])
 
 
+def cpu_flags() -> str:
+    """The CPU's model, how many CPUs this machine has, and the flags that decide OpenVINO's kernels."""
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    flags: set[str] = set()
+    for line in info:
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    model = next((line.split(": ", 1)[1] for line in info if line.startswith("model name")), "unknown CPU")
+    cpus = sum(1 for line in info if line.startswith("processor"))
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    return f"{model}; {cpus} CPUs; " + (" ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted))
+
+
 def cpu_busy_fraction(seconds: float = 1.0) -> float:
     """Share of all cores busy over ``seconds`` (from /proc/stat), i.e. load from other processes when idle."""
     def snapshot():

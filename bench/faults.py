@@ -33,22 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
+from common import KEY, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report  # noqa: E402
 
 from gliner_server.envoy import free_port  # noqa: E402
 
 BODY = {"text": SEED, "schema": {"entities": ["company", "person"]}}
 FAULT_S, BEFORE_S, AFTER_S = 8.0, 3.0, 8.0
-
-
-def cpu_flags() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8"]
-    return " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
 
 
 def phase_summary(answers) -> dict:

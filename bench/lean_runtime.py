@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, concurrent_rate, cpu_busy_fraction,  # noqa: E402
+from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, concurrent_rate, cpu_busy_fraction, cpu_flags,  # noqa: E402
                     median_ms, paired_rounds, server_start_figures, text_of_tokens, write_report)
 
 LABELS_16 = LABELS + ["date", "event", "money", "organization", "city", "country", "title", "technology",
@@ -51,15 +51,6 @@ LONG_TEXT_REPEATS = (2, 4, 8)
 # Between a server's stop and the next start: the machine settles (the stopped server's memory freed, its Envoy
 # gone). Without it, the first lean start after the library runtime's took 0.5-0.6 s longer in every run.
 START_PAUSE_S = 3.0
-
-
-def cpu_flags() -> str:
-    flags = Path("/proc/cpuinfo").read_text().split("flags\t\t: ", 1)[1].split("\n", 1)[0].split()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
-    model = next(line.split(": ", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name"))
-    return f"{model}; {len([1 for line in Path('/proc/cpuinfo').read_text().splitlines() if line.startswith('processor')])} " \
-           f"CPUs; " + " ".join(f for f in wanted if f in flags)
 
 
 def matmul_gflops(rows: int, inner: int, cols: int, runs: int = 20) -> float:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, PARAGRAPH, ROOT, bench_checkpoint, cpu_busy_fraction, percentile, write_report  # noqa: E402
-from faults import cpu_flags  # noqa: E402
+from common import (KEY, PARAGRAPH, ROOT, bench_checkpoint, cpu_busy_fraction, cpu_flags, percentile,  # noqa: E402
+                    write_report)
 
 from gliner_server.envoy import free_port  # noqa: E402
 
