@@ -79,9 +79,10 @@ class EnvoySettings:
     connect_timeout_s: float = 1.0
     health_check_interval_s: float = 1.0
     # Hosts marked unhealthy (a replica still loading, or restarting) are checked this
-    # often, so one that turns SERVING takes traffic within a fraction of a second
-    # (0.2 s cost a start 0.1 s on average; a check is one small gRPC call).
-    unhealthy_check_interval_s: float = 0.05
+    # often, so one that turns SERVING takes traffic within a fraction of a second. (50 ms
+    # would save a start 0.1 s on average, but then a second replica that had just turned
+    # healthy often got no traffic at first: tests/test_scale_out.py failed 2 runs in 3.)
+    unhealthy_check_interval_s: float = 0.2
     health_check_timeout_s: float = 1.0
     health_check_service: str = ""  # grpc.health.v1 service name; "" = whole server
     unhealthy_threshold: int = 2
