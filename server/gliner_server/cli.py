@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import logs
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
 from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
@@ -117,6 +118,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Envoy's access log: one line per request (request id, route, status, timings) on "
                         "standard output (default), in FILE, or off")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=("plain", "json"), default=os.environ.get("GLINER2_LOG_FORMAT", "plain"),
+                   help="plain lines for a terminal (default), or one JSON object per line (every log line, the "
+                        "per-request fields, Envoy's access log) for a log shipper; env GLINER2_LOG_FORMAT")
 
     training = p.add_argument_group("training jobs")
     training.add_argument("--training-dir", type=Path, default=os.environ.get("GLINER2_TRAINING_DIR"),
@@ -215,8 +219,8 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     replica = os.environ.get(REPLICA_ENV)
-    tag = f" replica-{replica}" if replica is not None and args.no_envoy else ""
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
+    tag = replica if replica is not None and args.no_envoy else None   # one of --replicas' servers
+    logs.configure(args.log_level, args.log_format, tag)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration plugin otherwise
     # Our loggers get their level of their own: OpenVINO's model conversion sets the *root* logger to
     # ERROR while it runs (openvino.tools.ovc.logger.init_logger), which would silence every request
@@ -352,7 +356,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
                 _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s",
                 model.load_seconds, runtime, converted)
     if announce:
-        print(f"gliner2-serve: SERVING {model.model_id} on {where}", flush=True)
+        logs.announce(f"gliner2-serve: SERVING {model.model_id} on {where}")
 
     healthy = True
     while not stop.event.wait(1.0):

@@ -59,6 +59,7 @@ def envoy_settings(args, upstreams: list[tuple[str, int]], max_request_bytes: in
         tls_cert_path=str(args.tls_cert) if args.tls_cert else None,
         tls_key_path=str(args.tls_key) if args.tls_key else None,
         access_log=None if args.access_log == "off" else args.access_log,
+        access_log_json=getattr(args, "log_format", "plain") == "json",
     )
 
 

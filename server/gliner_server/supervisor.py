@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from . import logs
 from .front import RestartBudget, SupervisedEnvoy, request_byte_limit
 
 logger = logging.getLogger("gliner2-serve")
@@ -130,8 +131,7 @@ def run_replicas(args, argv: list[str], stop) -> int:
     from .cli import start_train_worker
 
     train_worker = start_train_worker(args)
-    print(f"gliner2-serve: SERVING {len(replicas)} replicas on port {envoy.process.port} (REST and gRPC)",
-          flush=True)
+    logs.announce(f"gliner2-serve: SERVING {len(replicas)} replicas on port {envoy.process.port} (REST and gRPC)")
     logger.info("SERVING %d replicas on port %d; replica gRPC ports %s", len(replicas), envoy.process.port,
                 [r.port for r in replicas])
     healthy = True
@@ -187,7 +187,7 @@ def run_front(args, stop) -> int:
         envoy.stop(idle_timeout_s=0)
         return 0
     where = ", ".join(f"{h}:{p}" for h, p in args.upstream)
-    print(f"gliner2-serve: SERVING front for {where} on port {envoy.process.port} (REST and gRPC)", flush=True)
+    logs.announce(f"gliner2-serve: SERVING front for {where} on port {envoy.process.port} (REST and gRPC)")
     healthy = True
     while not stop.event.wait(0.5):
         if not envoy.keep_running():

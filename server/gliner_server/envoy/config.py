@@ -90,6 +90,7 @@ class EnvoySettings:
     # One line per request (never a body, a key or a query's values): "stdout" (Envoy's standard output,
     # which gliner2-serve shares), a file path, or None for no access log.
     access_log: str | None = None
+    access_log_json: bool = False   # one JSON object per line (ACCESS_LOG_JSON), as gliner2-serve --log-format json
     # Per API key (x-api-key or Authorization header value): requests per second, and
     # the burst allowed above it. None: no per-key limit. Keys never appear in the config.
     rate_limit_rps: int | None = None
@@ -412,8 +413,23 @@ ACCESS_LOG_FORMAT = (
 )
 
 
-def _access_log(target: str) -> list[dict]:
-    log_format = {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}, "formatters": [{
+# The same fields as one JSON object per line (gliner2-serve --log-format json); numbers stay numbers.
+ACCESS_LOG_JSON = {
+    "time": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%", "level": "INFO", "logger": "envoy.access",
+    "message": "%REQ(:METHOD)% %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "request_id": "%REQ(X-REQUEST-ID)%", "method": "%REQ(:METHOD)%",
+    "route": "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%", "protocol": "%PROTOCOL%",
+    "http_status": "%RESPONSE_CODE%", "grpc_status": "%GRPC_STATUS_NUMBER%", "flags": "%RESPONSE_FLAGS%",
+    "bytes_in": "%BYTES_RECEIVED%", "bytes_out": "%BYTES_SENT%", "latency_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%", "upstream": "%UPSTREAM_HOST%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+}
+
+
+def _access_log(target: str, as_json: bool = False) -> list[dict]:
+    source = {"json_format": ACCESS_LOG_JSON} if as_json else \
+        {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}
+    log_format = {**source, "formatters": [{
         "name": "envoy.formatter.req_without_query",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"},
     }]}
@@ -551,7 +567,7 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
         "local_reply_config": _local_reply_config(),
     }
     if settings.access_log:
-        hcm["access_log"] = _access_log(settings.access_log)
+        hcm["access_log"] = _access_log(settings.access_log, settings.access_log_json)
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
         "static_resources": {
