@@ -10,7 +10,7 @@ that reach ``model.encoder`` (batch 1, as most requests run, and a few padded
 batches, as the request batcher forms them).
 
 The texts are written in the styles of the agreement corpus
-(``bench/agreement_corpus.py``: news, reviews, technical, finance, biomedical,
+(``bench/data/agreement_corpus.jsonl``: news, reviews, technical, finance, biomedical,
 legal, e-mail, social media, other languages; short to ~250 tokens) but are
 not the same texts, so the agreement it measures is on held-out text.
 """
