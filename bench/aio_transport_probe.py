@@ -23,6 +23,7 @@ each server kind could reach; their difference is what the rewrite could win.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import statistics
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report  # noqa: E402
+from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report
 
 
 def _stack(checkpoint: Path, cache: Path, data: str):
@@ -174,8 +175,8 @@ def main(argv=None) -> dict:
                 port = ports.get(timeout=300)
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     stub = pb_grpc.GlinerServiceStub(channel)
-                    figures[kind].append(_p50(lambda: stub.Extract(request, timeout=30,
-                                                                   metadata=(("x-api-key", KEY),)), args.rounds))
+                    call = functools.partial(stub.Extract, request, timeout=30, metadata=(("x-api-key", KEY),))
+                    figures[kind].append(_p50(call, args.rounds))
             finally:
                 stop.set()
                 child.join(30)

@@ -40,7 +40,6 @@ from common import ROOT, bench_checkpoint, cpu_busy_fraction, server_start_figur
 from gliner_server.runtime.openvino_encoder import PRECISIONS
 
 
-
 def serve_command(checkpoint: Path, cache_dir: Path, run_dir: Path, precision: str) -> list[str]:
     script = Path(sys.executable).with_name("gliner2-serve")  # the installed console script
     program = [str(script)] if script.is_file() else [sys.executable, "-m", "gliner_server.cli"]

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, cpu_busy_fraction, write_report  # noqa: E402
+from common import ROOT, cpu_busy_fraction, write_report
 
 FIXED = [(1, 32), (1, 128), (16, 64), (16, 128)]
 VARIANTS = {"f32": ("f32", "f32"), "bf16": ("f32", "bf16"), "int8": ("int8", "f32"),
@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
             request.infer(x)
     busy_before = cpu_busy_fraction()
     times = {(n, s): [] for n in compiled for s in [*FIXED, "varying"]}
-    for round_ in range(args.rounds):
+    for _ in range(args.rounds):
         for shape, x in fixed.items():
             for name, request in compiled.items():
                 for _ in range(8 if shape[0] == 1 else 1):
@@ -88,8 +88,8 @@ def main(argv=None) -> dict:
     print(f"{'mode':19}" + "".join(f"{f'{s[0]}x{s[1]}' if s != 'varying' else '1xL per 100 tok':>17}"
                                    for s in columns))
     for name in compiled:
-        row = {f"{s[0]}x{s[1]}" if s != "varying" else "1xL_per_100_tokens": round(statistics.median(times[(name, s)]), 2)
-               for s in columns}
+        row = {(f"{s[0]}x{s[1]}" if s != "varying" else "1xL_per_100_tokens"):
+               round(statistics.median(times[(name, s)]), 2) for s in columns}
         report["median_ms"][name] = row
         print(f"{name:19}" + "".join(f"{v:>17}" for v in row.values()))
     base = report["median_ms"].get("bf16")

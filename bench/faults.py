@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report  # noqa: E402
+from common import KEY, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report
 
-from gliner_server.envoy import free_port  # noqa: E402
+from gliner_server.envoy import free_port
 
 BODY = {"text": SEED, "schema": {"entities": ["company", "person"]}}
 FAULT_S, BEFORE_S, AFTER_S = 8.0, 3.0, 8.0
@@ -200,6 +200,7 @@ def broken_model(tmp: Path, legacy: bool) -> dict:
 
 def cold_model(tmp: Path, legacy: bool) -> dict:
     from conftest import stop_stack
+
     from gliner_server.random_checkpoint import build_deberta_checkpoint
 
     cold = tmp / "cold-checkpoint"
@@ -235,7 +236,6 @@ def cold_model(tmp: Path, legacy: bool) -> dict:
 
 def replica_metrics(tmp: Path, legacy: bool) -> dict:
     import requests
-
     from conftest import stop_stack
 
     metrics = free_port()

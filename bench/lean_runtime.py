@@ -39,8 +39,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, concurrent_rate, cpu_busy_fraction, cpu_flags,  # noqa: E402
-                    median_ms, paired_rounds, server_start_figures, text_of_tokens, write_report)
+from common import (
+    KEY,
+    LABELS,
+    ROOT,
+    SEED,
+    bench_checkpoint,
+    concurrent_rate,
+    cpu_busy_fraction,
+    cpu_flags,
+    median_ms,
+    paired_rounds,
+    server_start_figures,
+    text_of_tokens,
+    write_report,
+)
 
 LABELS_16 = LABELS + ["date", "event", "money", "organization", "city", "country", "title", "technology",
                       "brand", "model", "feature", "time"]
@@ -227,9 +240,7 @@ def concurrency(grpc_port: int, seconds: float) -> dict:
 
 def serving(checkpoint: Path, bundle: Path, cache: Path, run_dir: Path, seconds: float) -> dict:
     import requests
-
     from conftest import start_stack, stop_stack
-
     from helpers import rss_bytes
 
     from gliner_server.envoy import free_port

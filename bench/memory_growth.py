@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, ROOT, bench_checkpoint, cpu_busy_fraction, write_report  # noqa: E402
+from common import KEY, ROOT, bench_checkpoint, cpu_busy_fraction, write_report
 
 
 def drive(stack, count: int, unique_labels: bool, clients: int, every: int, seed: int) -> list[tuple[int, float]]:

@@ -49,6 +49,7 @@ From another bench: ``OnnxPeer.build(checkpoint, work_dir)`` then
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -370,7 +371,7 @@ class OnnxPeer:
                                             providers=["CPUExecutionProvider"])
 
     @classmethod
-    def build(cls, checkpoint: Path, work_dir: Path) -> "OnnxPeer":
+    def build(cls, checkpoint: Path, work_dir: Path) -> OnnxPeer:
         """Export ``checkpoint`` into ``work_dir/onnx-peer-KEY`` unless done already, then open the session."""
         export_dir = Path(work_dir) / f"onnx-peer-{export_key(checkpoint)}"
         if not (export_dir / "settings.json").is_file():
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{peer.export_dir}, which took {peer.settings['export_seconds']} s); ORT intra-op threads "
           f"{os.cpu_count()}; machine busy (other processes) before timing: {cpu_busy_fraction():.0%}")
     for name, (texts, labels) in timing_cases(peer).items():
-        milliseconds = median_ms(lambda: peer.extract_entities(texts, labels, 0.5), args.runs)
+        milliseconds = median_ms(functools.partial(peer.extract_entities, texts, labels, 0.5), args.runs)
         print(f"  {name:32s} {milliseconds:9.2f} ms (median of {args.runs})", flush=True)
 
 

@@ -38,8 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from agreement_corpus import build_schema, pairs as corpus_pairs, summary as corpus_summary  # noqa: E402
-from common import ROOT, bench_checkpoint, cpu_busy_fraction, percentile, write_report  # noqa: E402
+from agreement_corpus import build_schema
+from agreement_corpus import pairs as corpus_pairs
+from agreement_corpus import summary as corpus_summary
+from common import ROOT, bench_checkpoint, cpu_busy_fraction, percentile, write_report
 
 MODES = ("f32", "bf16", "int8", "int8-ptq")
 KINDS = ("entities", "classification", "multi_label", "structures", "relations")
@@ -105,11 +107,7 @@ def flatten(result: dict, kinds: dict[str, str]) -> list[tuple[str, tuple, tuple
             for label, mentions in (value or {}).items():
                 for m in _as_list(mentions):
                     items.append((kind, ("entity", label, *_span(m)), (_conf(m),)))
-        elif kind == "classification":
-            for v in _as_list(value):
-                label = v.get("label") if isinstance(v, dict) else v
-                items.append((kind, ("label", top, label), (_conf(v),)))
-        elif kind == "multi_label":
+        elif kind == "classification" or kind == "multi_label":
             for v in _as_list(value):
                 label = v.get("label") if isinstance(v, dict) else v
                 items.append((kind, ("label", top, label), (_conf(v),)))
@@ -215,7 +213,8 @@ def margin_spec(spec: dict) -> dict:
     out = dict(spec)
     if spec.get("classifications"):
         out["classifications"] = [
-            {**c, "multi_label": True, "cls_threshold": 0.0, "class_act": "sigmoid" if c.get("multi_label") else "softmax"}
+            {**c, "multi_label": True, "cls_threshold": 0.0,
+             "class_act": "sigmoid" if c.get("multi_label") else "softmax"}
             for c in spec["classifications"]]
     return out
 
@@ -460,8 +459,8 @@ def run(checkpoint: Path, cache_dir: Path, modes: list[str], pairs: list[dict], 
     comparisons["f32 vs torch"] = [compare(ref, got, k, lim)  # f32 as the reference: its margins apply
                                    for ref, got, k, lim in zip(results["f32"], results["torch"], kinds_of, margins_of)]
     if repeat_f32:
-        comparisons["f32 vs f32 (repeat)"] = [compare(ref, got, k, lim)
-                                              for ref, got, k, lim in zip(results["f32"], repeat_f32, kinds_of, margins_of)]
+        comparisons["f32 vs f32 (repeat)"] = [
+            compare(ref, got, k, lim) for ref, got, k, lim in zip(results["f32"], repeat_f32, kinds_of, margins_of)]
     rows = {}
     for name, comps in comparisons.items():
         # Each row's latency is its "other" side's: the mode's, torch's for "f32 vs torch", f32's for the repeat.
@@ -496,10 +495,10 @@ def print_report(report: dict) -> None:
         sure = "-" if r["confident_item_agreement_pct"] is None else r["confident_item_agreement_pct"]
         print(f"{name:22}{r['identical_pct']:>8}{r['identical_ordered_pct']:>9}{kinds}{r['item_agreement_pct']:>9}{sure:>8}"
               f"{r['drift_max']:>11.4g}{r['drift_p99']:>9.3g}{r['drift_median']:>10.2g}{r['median_ms'] or '-':>9}")
-    print(f"(% of pairs identical overall / also in list order / per task kind; items = matched items / all items; "
-          f"sure = share of f32's items with a decision margin > 0.05 that the mode also gives; "
-          f"drift = |Δconfidence| of matched items; ms/text: median per text at batch 1, of the row's mode "
-          f"(the torch reference's on the 'f32 vs torch' row))")
+    print("(% of pairs identical overall / also in list order / per task kind; items = matched items / all items; "
+          "sure = share of f32's items with a decision margin > 0.05 that the mode also gives; "
+          "drift = |Δconfidence| of matched items; ms/text: median per text at batch 1, of the row's mode "
+          "(the torch reference's on the 'f32 vs torch' row))")
     print("encoders as compiled on this CPU: " + "; ".join(
         f"{name}: {rows[name]['runs_as']}" for name in report["modes"] if "runs_as" in rows[name]))
     for name, r in rows.items():
@@ -513,12 +512,13 @@ def print_report(report: dict) -> None:
             print(f"  {kind:15} n={m['n']:<6} <=0.001: {m['within_0.001']:>6}%  <=0.01: {m['within_0.01']:>6}%  "
                   f"<=0.05: {m['within_0.05']:>6}%  <=0.1: {m['within_0.1']:>6}%  median {m['median']}")
     busy = report["machine_busy"]
-    print(f"machine busy before/after: {busy['before']:.0%} / {busy['after']:.0%} (other load; timings are noisy above 25%)")
+    print(f"machine busy before/after: {busy['before']:.0%} / {busy['after']:.0%} "
+          "(other load; timings are noisy above 25%)")
     sure = {m: r for m, r in rows.items() if m in report["modes"]}
     passing = [m for m, r in sure.items() if (r["confident_item_agreement_pct"] or 0) >= AGREEMENT_RULE]
     fastest = min(passing, key=lambda m: sure[m]["median_ms"]) if passing else "f32"
-    print(f"for comparison, by item agreement instead of whole pairs: fastest mode reproducing >= {AGREEMENT_RULE:g}% of "
-          f"f32's decisions with margin > 0.05 = {fastest} ("
+    print("for comparison, by item agreement instead of whole pairs: fastest mode reproducing "
+          f">= {AGREEMENT_RULE:g}% of f32's decisions with margin > 0.05 = {fastest} ("
           + ", ".join(f"{m} {r['confident_item_agreement_pct']}%" for m, r in sure.items()) + ")")
     print(f"RECOMMENDED DEFAULT PRECISION: {report['recommended']} ({report['recommendation_rule']})")
 

@@ -34,8 +34,21 @@ import statistics
 import time
 from pathlib import Path
 
-from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, concurrent_rate, cpu_busy_fraction,
-                    paired_rounds, server_start_figures, summary, text_of_tokens, write_report)
+from common import (
+    KEY,
+    LABELS,
+    PARAGRAPH,
+    ROOT,
+    SEED,
+    bench_checkpoint,
+    concurrent_rate,
+    cpu_busy_fraction,
+    paired_rounds,
+    server_start_figures,
+    summary,
+    text_of_tokens,
+    write_report,
+)
 
 from gliner_server.runtime.openvino_encoder import PRECISIONS
 

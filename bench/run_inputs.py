@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (KEY, PARAGRAPH, ROOT, bench_checkpoint, cpu_busy_fraction, cpu_flags, percentile,  # noqa: E402
-                    write_report)
+from common import KEY, PARAGRAPH, ROOT, bench_checkpoint, cpu_busy_fraction, cpu_flags, percentile, write_report
 
-from gliner_server.envoy import free_port  # noqa: E402
+from gliner_server.envoy import free_port
 
 
 def metric(url: str, name: str) -> float | None:
@@ -38,7 +37,6 @@ def main() -> None:
     import tempfile
 
     import requests
-
     from conftest import start_stack, stop_stack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,8 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction,  # noqa: E402
-                    percentile, write_report)
+from common import KEY, LABELS, PARAGRAPH, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, percentile, write_report
 
 BODIES = [
     ("/gliner-2", {"text": SEED, "labels": LABELS}),

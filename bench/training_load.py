@@ -31,10 +31,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SEED, LABELS, cpu_busy_fraction, summary, write_report  # noqa: E402
-from faults import cpu_flags  # noqa: E402
+from common import LABELS, SEED, cpu_busy_fraction, summary, write_report
+from faults import cpu_flags
 
-from gliner_server.envoy import free_port  # noqa: E402
+from gliner_server.envoy import free_port
 
 PEOPLE = ["John Smith", "Maria Lopez", "Wei Chen", "Anna Berg", "Omar Haddad", "Lena Fischer"]
 COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella Ltd", "Hooli", "Soylent"]

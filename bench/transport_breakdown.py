@@ -30,8 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, paired_rounds,  # noqa: E402
-                    write_report)
+from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, paired_rounds, write_report
 
 
 def in_process_ms(checkpoint: Path, cache: Path, rounds: int) -> dict[str, float]:

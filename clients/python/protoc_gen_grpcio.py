@@ -33,11 +33,10 @@ def _drop_default_json_names(messages) -> None:
 
 
 def main() -> None:
+    from codegen import _OWN_IMPORT
     from google.protobuf import descriptor_pb2
     from google.protobuf.compiler import plugin_pb2
     from grpc_tools import protoc
-
-    from codegen import _OWN_IMPORT
 
     request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
     response = plugin_pb2.CodeGeneratorResponse(

@@ -3,9 +3,8 @@
 The generated modules are never committed or edited: every build (wheel,
 regular or editable install) regenerates them from the .proto files.
 """
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 from setuptools import setup
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 ENV_KEYS = "GLINER2_API_KEYS"          # comma- or newline-separated keys
 ENV_KEY_FILE = "GLINER2_API_KEY_FILE"  # a file with one key per line

@@ -19,10 +19,10 @@ from pathlib import Path
 from . import logs
 from .api_keys import ENV_KEY_FILE, ENV_KEYS, collect_api_keys
 from .config import DEFAULT_MODEL, ServiceConfig, anonymous_client_id, load_config
-from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
 from .extras import installed
-from .supervisor import REPLICA_ENV
+from .front import SupervisedEnvoy, parse_upstream, request_byte_limit
 from .lean.openvino_compile import PRECISIONS
+from .supervisor import REPLICA_ENV
 
 logger = logging.getLogger("gliner2-serve")
 OWN_LOGGERS = ("gliner2-serve", "gliner_server", "gliner2.access")
@@ -159,7 +159,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _warm_up(registry, model, stop: "_Stop") -> None:
+def _warm_up(registry, model, stop: _Stop) -> None:
     """A few inferences at typical lengths before SERVING, outside the user's limits and the history.
 
     A lean model has already run one request when it loaded (``BundleModel.warm_up``: OpenVINO's one-time
@@ -239,7 +239,7 @@ def main(argv=None) -> None:
     sys.exit(code)
 
 
-def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
+def run_server(args, stop: _Stop, *, announce: bool = True) -> None:
     """The gRPC server in this process, with Envoy in front unless ``--no-envoy``; never returns.
 
     ``announce``: print the SERVING line (replicas started by ``--replicas`` say "ready" instead).
@@ -265,8 +265,8 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
     from .history.datasets import DatasetLimits
     from .history.store import HistoryStore
     from .runtime.batcher import BatchPolicy
-    from .runtime.registry import ModelRegistry, ModelSpec
     from .runtime.loaded_model import load_model
+    from .runtime.registry import ModelRegistry, ModelSpec
     from .training.artifacts import JobModels
     from .training.jobs import JobLimits, JobStore
 
@@ -290,7 +290,7 @@ def run_server(args, stop: "_Stop", *, announce: bool = True) -> None:
         loader=functools.partial(load_model, runtime=args.runtime))
     try:
         history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
-    except Exception as error:  # noqa: BLE001 - any database failure at start-up: say so and stop
+    except Exception as error:
         sys.exit(f"gliner2-serve: cannot open the inference history at {_redacted(database_url)}: "
                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 

@@ -43,11 +43,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 
 DEFAULT_MODEL = "fastino/gliner2-base-v1"
 
@@ -58,10 +57,10 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     id: str = Field(min_length=1)
-    source: Optional[str] = None          # hub id or directory; defaults to id
-    adapter: Optional[str] = None         # LoRA adapter directory over `source`
+    source: str | None = None          # hub id or directory; defaults to id
+    adapter: str | None = None         # LoRA adapter directory over `source`
     description: str = ""
-    kind: Optional[Literal["base", "fine_tuned"]] = None
+    kind: Literal["base", "fine_tuned"] | None = None
 
     @property
     def resolved_kind(self) -> str:
@@ -79,9 +78,9 @@ class EndpointConfig(_Strict):
 
 class ApiKeyConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)   # the client id the history records
-    key: Optional[str] = None
-    key_env: Optional[str] = None
-    key_file: Optional[str] = None
+    key: str | None = None
+    key_env: str | None = None
+    key_file: str | None = None
     privacy_mode: bool = False
 
     @model_validator(mode="after")
@@ -104,16 +103,16 @@ class ApiKeyConfig(_Strict):
 class LimitsConfig(_Strict):
     """The ``limits:`` section (see :class:`gliner_server.core.limits.Limits` for the meaning and defaults)."""
 
-    max_text_chars: Optional[int] = Field(default=None, ge=1)
-    max_texts: Optional[int] = Field(default=None, ge=1)
-    max_schema_items: Optional[int] = Field(default=None, ge=1)
-    max_schema_chars: Optional[int] = Field(default=None, ge=1)
-    long_text: Optional[Literal["chunk", "reject"]] = None
-    window_words: Optional[int] = Field(default=None, ge=1)
-    window_overlap_words: Optional[int] = Field(default=None, ge=0)
-    max_pass_tokens: Optional[int] = Field(default=None, ge=1)
-    max_request_bytes: Optional[int] = Field(default=None, ge=1024)   # REST bodies (Envoy) and gRPC messages
-    max_queued_texts: Optional[int] = Field(default=None, ge=1)       # per model, beyond which requests get 429
+    max_text_chars: int | None = Field(default=None, ge=1)
+    max_texts: int | None = Field(default=None, ge=1)
+    max_schema_items: int | None = Field(default=None, ge=1)
+    max_schema_chars: int | None = Field(default=None, ge=1)
+    long_text: Literal["chunk", "reject"] | None = None
+    window_words: int | None = Field(default=None, ge=1)
+    window_overlap_words: int | None = Field(default=None, ge=0)
+    max_pass_tokens: int | None = Field(default=None, ge=1)
+    max_request_bytes: int | None = Field(default=None, ge=1024)   # REST bodies (Envoy) and gRPC messages
+    max_queued_texts: int | None = Field(default=None, ge=1)       # per model, beyond which requests get 429
 
     def limits(self, **overrides):
         """The core's :class:`Limits`: these values, then ``overrides`` (flags) where not None."""
@@ -129,19 +128,19 @@ class LimitsConfig(_Strict):
 
 
 class ServiceConfig(_Strict):
-    default_model: Optional[str] = None
+    default_model: str | None = None
     models: list[ModelConfig] = Field(default_factory=list)
-    max_loaded_models: Optional[int] = Field(default=2, ge=1)
-    max_loaded_bytes: Optional[int] = Field(default=None, ge=1)
+    max_loaded_models: int | None = Field(default=2, ge=1)
+    max_loaded_bytes: int | None = Field(default=None, ge=1)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
-    database_url: Optional[str] = None
+    database_url: str | None = None
     max_batch_inputs: int = Field(default=64, ge=1)      # inputs per /run request
     max_dataset_records: int = Field(default=10_000, ge=1)    # records per training dataset
     max_dataset_bytes: int = Field(default=32 << 20, ge=1)    # a dataset's records as JSON
     max_datasets_per_client: int = Field(default=100, ge=1)   # training datasets per API client
     max_active_training_jobs: int = Field(default=2, ge=1)    # requested + running jobs per API client
-    training_dir: Optional[str] = None                        # default DATA_DIR/training
+    training_dir: str | None = None                        # default DATA_DIR/training
     training_stale_seconds: float = Field(default=30.0, ge=1)  # no heartbeat this long: the job's worker died
     model_load_backoff_s: float = Field(default=30.0, gt=0)   # a failed load is answered from memory this long
     model_load_wait_s: float = Field(default=60.0, gt=0)      # longest a request waits for its model to load
@@ -160,7 +159,7 @@ class ServiceConfig(_Strict):
             raise ValueError("api key names must be unique")
         return self
 
-    def with_default_model(self, model: Optional[str]) -> "ServiceConfig":
+    def with_default_model(self, model: str | None) -> ServiceConfig:
         """The default model: ``model``, else the file's default_model, else its first model,
         else DEFAULT_MODEL; registered as a model if it is not listed."""
         config = self.model_copy(deep=True)
@@ -174,7 +173,7 @@ class ServiceConfig(_Strict):
         return config
 
 
-def load_config(path: Optional[Path]) -> ServiceConfig:
+def load_config(path: Path | None) -> ServiceConfig:
     if path is None:
         return ServiceConfig()
     try:

@@ -74,7 +74,7 @@ class ServiceError(Exception):
         self.reason = reason                # why a call was refused before any work, for metrics (e.g. queue_full)
 
     @classmethod
-    def invalid(cls, message: str, *, field: str | None = None) -> "ServiceError":
+    def invalid(cls, message: str, *, field: str | None = None) -> ServiceError:
         return cls(ErrorKind.INVALID_REQUEST, message, field=field)
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ request takes effect exits at once.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -20,10 +21,8 @@ PR_SET_PDEATHSIG = 1
 
 def die_with_parent() -> None:
     """Linux: this process gets SIGKILL when its parent exits. Elsewhere nothing happens."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def child_env() -> dict[str, str]:

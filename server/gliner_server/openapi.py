@@ -105,9 +105,7 @@ class _Builder:
 
 def _dialect_schemas() -> dict[str, tuple[dict, dict]]:
     """Request and response body schemas of the raw-JSON routes, by RPC name."""
-    from .dialects import gliner2_api, inference_api, run_api
-
-    from .dialects import anthropic_api, openai_api
+    from .dialects import anthropic_api, gliner2_api, inference_api, openai_api, run_api
 
     return {"Gliner2": (gliner2_api.REQUEST_SCHEMA, gliner2_api.RESPONSE_SCHEMA),
             "Run": (run_api.REQUEST_SCHEMA, run_api.RESPONSE_SCHEMA),

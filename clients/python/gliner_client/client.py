@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
@@ -28,13 +29,13 @@ _KIND = {None: schema_pb2.VALUE_KIND_UNSPECIFIED, "list": schema_pb2.VALUE_KIND_
 class GlinerError(Exception):
     """A failed call: the gRPC status, its message and the service's error code."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, reason: Optional[str] = None,
-                 field: Optional[str] = None):
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str | None = None,
+                 field: str | None = None):
         super().__init__(f"{code.name}: {message}")
         self.code, self.message, self.reason, self.field = code, message, reason, field
 
     @classmethod
-    def from_rpc_error(cls, error: grpc.RpcError) -> "GlinerError":
+    def from_rpc_error(cls, error: grpc.RpcError) -> GlinerError:
         reason = field = None
         status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
         for detail in status.details if status else ():
@@ -47,7 +48,7 @@ class GlinerError(Exception):
         return cls(error.code(), error.details() or "", reason, field)
 
 
-def _named(items: Union[None, Sequence[str], Mapping[str, Any]]) -> list[tuple[str, dict]]:
+def _named(items: None | Sequence[str] | Mapping[str, Any]) -> list[tuple[str, dict]]:
     if not items:
         return []
     if isinstance(items, Mapping):
@@ -56,8 +57,8 @@ def _named(items: Union[None, Sequence[str], Mapping[str, Any]]) -> list[tuple[s
     return [(name, {}) for name in items]
 
 
-def build_schema(*, entities=None, classifications: Optional[Mapping[str, Any]] = None,
-                 structures: Optional[Mapping[str, Sequence[Any]]] = None, relations=None) -> schema_pb2.Schema:
+def build_schema(*, entities=None, classifications: Mapping[str, Any] | None = None,
+                 structures: Mapping[str, Sequence[Any]] | None = None, relations=None) -> schema_pb2.Schema:
     """A ``gliner.v1.Schema`` from plain Python values.
 
     ``entities``/``relations``: a list of names, or name → description (or →
@@ -86,8 +87,8 @@ def build_schema(*, entities=None, classifications: Optional[Mapping[str, Any]] 
 class GlinerClient:
     """Calls gliner.v1.GlinerService over gRPC (through Envoy or directly)."""
 
-    def __init__(self, target: str, api_key: Optional[str] = None, *, timeout: float = 30.0,
-                 credentials: Optional[grpc.ChannelCredentials] = None, options: Iterable = ()):
+    def __init__(self, target: str, api_key: str | None = None, *, timeout: float = 30.0,
+                 credentials: grpc.ChannelCredentials | None = None, options: Iterable = ()):
         self.channel = (grpc.secure_channel(target, credentials, options=list(options)) if credentials
                         else grpc.insecure_channel(target, options=list(options)))
         self.stub = service_grpc.GlinerServiceStub(self.channel)
@@ -100,13 +101,13 @@ class GlinerClient:
         except grpc.RpcError as error:
             raise GlinerError.from_rpc_error(error) from None
 
-    def extract(self, text: str, schema: schema_pb2.Schema, *, threshold: Optional[float] = None,
+    def extract(self, text: str, schema: schema_pb2.Schema, *, threshold: float | None = None,
                 model_id: str = "", **history) -> service_pb2.ExtractResponse:
         """``history``: project_id, training_job_id, privacy_mode (recorded with the inference)."""
         return self._call(self.stub.Extract, service_pb2.ExtractRequest(
             text=text, schema=schema, threshold=threshold, model_id=model_id, **history))
 
-    def batch_extract(self, texts: Sequence[str], schema: schema_pb2.Schema, *, threshold: Optional[float] = None,
+    def batch_extract(self, texts: Sequence[str], schema: schema_pb2.Schema, *, threshold: float | None = None,
                       model_id: str = "", **history) -> service_pb2.BatchExtractResponse:
         return self._call(self.stub.BatchExtract, service_pb2.BatchExtractRequest(
             texts=list(texts), schema=schema, threshold=threshold, model_id=model_id, **history))
@@ -120,7 +121,7 @@ class GlinerClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "GlinerClient":
+    def __enter__(self) -> GlinerClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..lean.bundle import BUNDLE_FORMAT, CONVERTER_REVISION, MANIFEST, BundleError
@@ -179,7 +179,7 @@ def convert(source: str, out_dir: Path, *, precision: str = "f32", adapter: str 
                           "gliner_server": __version__, "gliner2": gliner2.__version__,
                           "torch": torch.__version__},
             "openvino": ov.get_version(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
                       for p in files},
         }
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     """``gliner2-convert MODEL_ID_OR_DIR OUT_DIR [--precision P] [--adapter DIR]``."""
     parser = argparse.ArgumentParser(
         prog="gliner2-convert",
-        description="Convert a GLiNER2 checkpoint (hub id or directory, optionally with a LoRA adapter) into a bundle that gliner2-serve runs without PyTorch.")
+        description="Convert a GLiNER2 checkpoint (hub id or directory, optionally with a LoRA adapter) into a "
+                    "bundle that gliner2-serve runs without PyTorch.")
     parser.add_argument("source", help="hub id or checkpoint directory (a full fine-tuning job's model is one)")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--precision", choices=PRECISIONS, default="f32")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ValueError) as error:
         print(f"gliner2-convert: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # noqa: BLE001 - the checkpoint's own failure, in one line
+    except Exception as error:
         from ..runtime.checkpoint import CheckpointUnavailable
 
         if isinstance(error, CheckpointUnavailable):

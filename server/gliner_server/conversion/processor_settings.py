@@ -46,7 +46,8 @@ def processor_settings(model) -> dict:
 
 
 def tokenizer_backend(tokenizer):
-    """A fresh ``tokenizers.Tokenizer`` equal to the processor's (a fast tokenizer's backend, or a converted slow one)."""
+    """A fresh ``tokenizers.Tokenizer`` equal to the processor's (a fast tokenizer's backend, or a converted slow
+    one)."""
     from tokenizers import Tokenizer
 
     backend = getattr(tokenizer, "backend_tokenizer", None)

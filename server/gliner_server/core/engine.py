@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 from ..errors import ErrorKind, ServiceError
 from .limits import Limits, Window, check_schema, schema_size
@@ -44,14 +45,14 @@ class ExtractionRequest:
 class CallContext:
     """What the transport tells the core about the caller: when it stops waiting, and how it says it left."""
 
-    deadline: Optional[float] = None        # time.monotonic() after which no one waits for the answer
+    deadline: float | None = None        # time.monotonic() after which no one waits for the answer
     cancellation: Any = None                # has add_callback(fn): fn runs when the caller goes away (gRPC context)
-    request_id: Optional[str] = None        # the call's id (x-request-id): logs, history, idempotent retries
+    request_id: str | None = None        # the call's id (x-request-id): logs, history, idempotent retries
     # called once the call's model passes are queued (validated, model loaded, admitted): a streaming
     # answer can open then and still get a proper status for everything refused before
-    on_started: Optional[Callable[[], None]] = None
+    on_started: Callable[[], None] | None = None
 
-    def timeout(self) -> Optional[float]:
+    def timeout(self) -> float | None:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - time.monotonic())
@@ -98,7 +99,7 @@ class Timing:
 
 
 class PendingResult(Protocol):
-    def result(self, timeout: Optional[float]) -> tuple[list, Timing]: ...
+    def result(self, timeout: float | None) -> tuple[list, Timing]: ...
 
     def abandon(self) -> None: ...
 
@@ -121,7 +122,7 @@ class ModelSource(Protocol):
 
     default_model_id: str
 
-    def lease(self, model_id: str = "", deadline: Optional[float] = None):
+    def lease(self, model_id: str = "", deadline: float | None = None):
         """A context manager holding the model (loaded, kept in memory) while the block runs."""
         ...
 
@@ -146,7 +147,7 @@ class StaticModels:
         return model
 
     @contextmanager
-    def lease(self, model_id: str = "", deadline: Optional[float] = None) -> Iterator[ServableModel]:
+    def lease(self, model_id: str = "", deadline: float | None = None) -> Iterator[ServableModel]:
         yield self.get(model_id)
 
     def check(self, model_id: str = "") -> None:
@@ -167,7 +168,7 @@ class InferenceEngine:
         self.limits = limits
 
     @classmethod
-    def of(cls, model: ServableModel, **options) -> "InferenceEngine":
+    def of(cls, model: ServableModel, **options) -> InferenceEngine:
         """An engine over one loaded model (tests, benchmarks)."""
         return cls(StaticModels({model.model_id: model}, model.model_id), **options)
 
@@ -195,8 +196,8 @@ class InferenceEngine:
             raise outcome
         return outcome
 
-    def run_many(self, requests: Sequence[Union[ExtractionRequest, ServiceError]], call: CallContext = NO_CONTEXT,
-                 *, model_id: Optional[str] = None) -> list[Union[ExtractionOutcome, ServiceError]]:
+    def run_many(self, requests: Sequence[ExtractionRequest | ServiceError], call: CallContext = NO_CONTEXT,
+                 *, model_id: str | None = None) -> list[ExtractionOutcome | ServiceError]:
         """Several requests for one model, run together (they share passes), each answered apart.
 
         An item may already be a ServiceError (a dialect found it invalid): it
@@ -214,7 +215,7 @@ class InferenceEngine:
         if not runnable:
             return list(requests)
         with self.models.lease(target, deadline=call.deadline) as model:
-            prepared: list[Union[ModelCall, ServiceError]] = []
+            prepared: list[ModelCall | ServiceError] = []
             for request in requests:
                 if isinstance(request, ServiceError):
                     prepared.append(request)
@@ -230,7 +231,7 @@ class InferenceEngine:
             waiting = model.start(calls, cancellation=call.cancellation) if calls else []
             if call.on_started is not None:
                 call.on_started()
-            outcomes: list[Union[ExtractionOutcome, ServiceError]] = []
+            outcomes: list[ExtractionOutcome | ServiceError] = []
             try:
                 at = 0
                 for item in prepared:
@@ -291,7 +292,7 @@ class InferenceEngine:
         if all(len(t.encode()) + bound <= limits.max_pass_tokens for t in passes):
             return plan
         prompt = model.count_tokens(" ".join(prompt_words)) + markup
-        for index, text in enumerate(passes):
+        for text in passes:
             tokens = model.count_tokens(text) + prompt
             if tokens > limits.max_pass_tokens:
                 raise ServiceError(ErrorKind.PAYLOAD_TOO_LARGE,
@@ -330,5 +331,5 @@ def to_json(value: Any) -> Any:
     return str(value)
 
 
-def threshold_or_default(value: Optional[float]) -> float:
+def threshold_or_default(value: float | None) -> float:
     return DEFAULT_THRESHOLD if value is None else float(value)

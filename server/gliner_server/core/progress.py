@@ -15,26 +15,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 logger = logging.getLogger(__name__)
 
 # A source: (how long it has not progressed, why) once that is beyond its own limit; None when it is fine.
-Source = Callable[[], Optional[tuple[float, str]]]
+Source = Callable[[], tuple[float, str] | None]
 
 
 class ProgressWatch:
     def __init__(self, sources: Callable[[], Iterable[Source]], *,
-                 on_change: Callable[[Optional[str]], None], probe: Callable[[], bool] | None = None,
+                 on_change: Callable[[str | None], None], probe: Callable[[], bool] | None = None,
                  interval_s: float = 0.25, probe_every_s: float = 1.0):
         self.sources, self.on_change, self.probe = sources, on_change, probe
         self.interval_s, self.probe_every_s = interval_s, probe_every_s
-        self.stalled: Optional[str] = None     # the reason, while stalled
+        self.stalled: str | None = None     # the reason, while stalled
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_probe = 0.0
 
-    def start(self) -> "ProgressWatch":
+    def start(self) -> ProgressWatch:
         self._thread = threading.Thread(target=self._run, name="progress-watch", daemon=True)
         self._thread.start()
         return self
@@ -44,13 +44,13 @@ class ProgressWatch:
         if self._thread is not None:
             self._thread.join(5)
 
-    def check(self) -> Optional[str]:
+    def check(self) -> str | None:
         """One look at every source; the reason the server is stalled, or None. Reports changes."""
         if self.probe is not None and time.monotonic() - self._last_probe >= self.probe_every_s:
             self._last_probe = time.monotonic()
             try:
                 self.probe()
-            except Exception:  # noqa: BLE001 - a failed probe is one more failure, never a crash
+            except Exception:
                 logger.exception("history probe failed")
         reason = None
         for source in self.sources():
@@ -71,5 +71,5 @@ class ProgressWatch:
         while not self._stop.wait(self.interval_s):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the watch must keep watching
+            except Exception:
                 logger.exception("progress watch failed")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Optional, Sequence, Union
+from datetime import UTC, datetime
 
 from ..errors import ServiceError
 from .engine import NO_CONTEXT, CallContext, ExtractionOutcome, ExtractionRequest, InferenceEngine
@@ -41,8 +41,8 @@ class Provenance:
     route: str                              # "/gliner-2", "/run", "/inference", "grpc:Extract", ...
     task: str                               # "extract_entities", "schema", "run", ...
     caller: Caller = ANONYMOUS
-    project_id: Optional[str] = None
-    training_job_id: Optional[str] = None
+    project_id: str | None = None
+    training_job_id: str | None = None
     privacy_mode: bool = False              # asked for by this request
     parameters: dict = field(default_factory=dict)   # other request parameters, JSON
 
@@ -64,7 +64,7 @@ class Recorded:
     created_at: datetime
 
     @property
-    def inference_id(self) -> Optional[str]:
+    def inference_id(self) -> str | None:
         """The (first) text's history id; None when nothing was recorded."""
         return self.inference_ids[0] if self.inference_ids else None
 
@@ -82,15 +82,15 @@ class RecordingEngine:
             raise recorded
         return recorded
 
-    def run_many(self, requests: Sequence[Union[ExtractionRequest, ServiceError]], provenances: Sequence[Provenance],
-                 call: CallContext = NO_CONTEXT, *, model_id: Optional[str] = None
-                 ) -> list[Union[Recorded, ServiceError]]:
+    def run_many(self, requests: Sequence[ExtractionRequest | ServiceError], provenances: Sequence[Provenance],
+                 call: CallContext = NO_CONTEXT, *, model_id: str | None = None
+                 ) -> list[Recorded | ServiceError]:
         """The requests run together (see ``InferenceEngine.run_many``) and recorded in one commit."""
         job_id = self._check_model(requests, provenances, model_id)
         if self.history is not None:
             self.history.check_writable()   # no model work that could not be recorded
         outcomes = self.engine.run_many(requests, call, model_id=model_id)
-        created_at = datetime.now(timezone.utc)
+        created_at = datetime.now(UTC)
         if self.history is None:
             return [o if isinstance(o, ServiceError) else Recorded(o, [], created_at) for o in outcomes]
         from ..history.records import InferenceRecord, new_inference_id
@@ -121,7 +121,7 @@ class RecordingEngine:
         return [outcome if span is None else Recorded(outcome, ids[span[0]:span[1]], created_at)
                 for outcome, span in zip(outcomes, spans)]
 
-    def _check_model(self, requests, provenances, model_id: Optional[str]) -> Optional[str]:
+    def _check_model(self, requests, provenances, model_id: str | None) -> str | None:
         """NOT_FOUND for a model the caller may not use (another client's training job); the training job
         id of the model, if it is one (recorded with the inferences it answers)."""
         ids = {r.model_id for r in requests if isinstance(r, ExtractionRequest)}
@@ -132,8 +132,8 @@ class RecordingEngine:
         return spec_of(target, client_id=provenances[0].caller.client_id).training_job_id
 
 
-def dedupe_key(request_id: Optional[str], position: int, index: int, request: ExtractionRequest,
-               provenance: Provenance, text: str) -> Optional[str]:
+def dedupe_key(request_id: str | None, position: int, index: int, request: ExtractionRequest,
+               provenance: Provenance, text: str) -> str | None:
     """What makes two records the same call's (a retry): its request id, place, and everything it asked.
 
     The text enters the digest except in privacy mode, whose records keep no

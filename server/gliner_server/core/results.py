@@ -7,7 +7,6 @@ front end (and any dialect that wants offsets and scores) maps to its wire type.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from .schema import ExtractionSchema
 
@@ -16,8 +15,8 @@ from .schema import ExtractionSchema
 class Span:
     text: str
     score: float
-    start: Optional[int] = None   # None for a choice value, which is not a span of the text
-    end: Optional[int] = None
+    start: int | None = None   # None for a choice value, which is not a span of the text
+    end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class TypedResult:
     relations: tuple[RelationMention, ...] = field(default=())
 
 
-def _span(value, text: str) -> Optional[Span]:
+def _span(value, text: str) -> Span | None:
     """A typed span whose offsets index the caller's ``text``.
 
     The library appends "." to a text without final punctuation before it

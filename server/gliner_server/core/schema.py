@@ -6,7 +6,7 @@ the library's own convenience methods make, so results equal the library's.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,9 +29,9 @@ def _name(value: str, what: str) -> str:
 
 class EntitySpec(_Spec):
     name: str
-    description: Optional[str] = None
-    threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
-    dtype: Optional[Dtype] = None
+    description: str | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    dtype: Dtype | None = None
 
     _check_name = field_validator("name")(lambda v: _name(v, "entity"))
 
@@ -39,7 +39,7 @@ class EntitySpec(_Spec):
 class ClassificationSpec(_Spec):
     name: str
     labels: tuple[str, ...] = Field(min_length=2)
-    label_descriptions: Optional[dict[str, str]] = None
+    label_descriptions: dict[str, str] | None = None
     multi_label: bool = False
     cls_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
@@ -48,7 +48,7 @@ class ClassificationSpec(_Spec):
     @field_validator("labels")
     @classmethod
     def _unique_labels(cls, labels):
-        if any(not isinstance(l, str) or not l.strip() for l in labels):
+        if any(not isinstance(label, str) or not label.strip() for label in labels):
             raise ValueError("classification labels must be non-empty strings")
         if len(set(labels)) != len(labels):
             raise ValueError("classification labels must be unique")
@@ -58,9 +58,9 @@ class ClassificationSpec(_Spec):
 class FieldSpec(_Spec):
     name: str
     dtype: Dtype = "list"
-    choices: Optional[tuple[str, ...]] = None
-    description: Optional[str] = None
-    threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    choices: tuple[str, ...] | None = None
+    description: str | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
     _check_name = field_validator("name")(lambda v: _name(v, "field"))
 
@@ -93,8 +93,8 @@ class StructureSpec(_Spec):
 
 class RelationSpec(_Spec):
     name: str
-    description: Optional[str] = None
-    threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    description: str | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
     _check_name = field_validator("name")(lambda v: _name(v, "relation"))
 
@@ -102,11 +102,11 @@ class RelationSpec(_Spec):
 class ExtractionSchema(_Spec):
     entities: tuple[EntitySpec, ...] = ()
     entity_dtype: Dtype = "list"
-    entity_threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    entity_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     classifications: tuple[ClassificationSpec, ...] = ()
     structures: tuple[StructureSpec, ...] = ()
     relations: tuple[RelationSpec, ...] = ()
-    relation_threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    relation_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _consistent(self):

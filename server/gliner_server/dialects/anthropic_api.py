@@ -20,14 +20,22 @@ accepted and ignored. Usage: input tokens = encoder tokens, output tokens = 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 from ..config import EndpointConfig
 from ..core.recording import ANONYMOUS, Caller, Recorded
 from ..errors import ServiceError
 from . import body as fields
-from .llm_calls import (EXTRA_PROPERTIES, JsonSchemaAsk, LlmCall, forced_tool, last_user_text, new_id,
-                        parse_call, pieces, sse)
+from .llm_calls import (
+    EXTRA_PROPERTIES,
+    JsonSchemaAsk,
+    LlmCall,
+    forced_tool,
+    last_user_text,
+    new_id,
+    parse_call,
+    pieces,
+    sse,
+)
 
 ROUTE = "/v1/messages"
 
@@ -45,7 +53,7 @@ RESPONSE_SCHEMA = {"type": "object", "description": "an Anthropic Message, or it
                                                     "stream: true"}
 
 
-def _output_format(body: dict) -> Optional[JsonSchemaAsk]:
+def _output_format(body: dict) -> JsonSchemaAsk | None:
     config = body.get("output_config")
     where = "output_config.format"
     if config is not None:
@@ -65,7 +73,7 @@ def _output_format(body: dict) -> Optional[JsonSchemaAsk]:
                          where=f"{where}.schema")
 
 
-def _forced_tool(body: dict) -> Optional[JsonSchemaAsk]:
+def _forced_tool(body: dict) -> JsonSchemaAsk | None:
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, dict):
         raise ServiceError.invalid("tool_choice must be an object", field="tool_choice")
@@ -90,10 +98,10 @@ class MessageCall:
     tool_use_id: str = field(default_factory=lambda: new_id("toolu_"))
 
     @property
-    def _tool(self) -> Optional[str]:
+    def _tool(self) -> str | None:
         return self.call.driver.tool_name
 
-    def _message(self, content: list, stop_reason: Optional[str], usage: dict, inference_id=None) -> dict:
+    def _message(self, content: list, stop_reason: str | None, usage: dict, inference_id=None) -> dict:
         message = {"id": self.id, "type": "message", "role": "assistant", "model": self.call.model,
                    "content": content, "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
         if inference_id is not None:
@@ -153,7 +161,7 @@ def stream_error(error: ServiceError) -> bytes:
                event="error")
 
 
-def parse(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None
+def parse(raw: bytes, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None
           ) -> MessageCall:
     body = fields.decode_object(raw)
     text = last_user_text(body.get("messages"))

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from ..core.engine import threshold_or_default
 from ..errors import ServiceError
-
 
 # JSON Schema (for the OpenAPI description) of the optional fields several dialects read alike:
 # the output options (threshold(), optional_flag()) and the history's provenance of a call.
@@ -70,7 +69,7 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def optional_str(body: dict, name: str) -> Optional[str]:
+def optional_str(body: dict, name: str) -> str | None:
     value = body.get(name)
     if value is None or value == "":
         return None

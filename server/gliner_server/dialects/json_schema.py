@@ -71,7 +71,7 @@ import math
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any
 from urllib.parse import unquote
 
 from ..core.schema import RESERVED_NAMES, ExtractionSchema, FieldSpec, StructureSpec, build_schema
@@ -329,7 +329,7 @@ class _Object:
     required: bool
 
 
-def _description(node: _Node) -> Optional[str]:
+def _description(node: _Node) -> str | None:
     description = node.schema.get("description")
     return description if isinstance(description, str) and description.strip() else None
 
@@ -343,7 +343,7 @@ def _scalar_default(node: _Node) -> Any:
     return MISSING
 
 
-def _scalar_field(key: str, node: _Node, items: Optional[_Node], required: bool) -> tuple[_Field, FieldSpec]:
+def _scalar_field(key: str, node: _Node, items: _Node | None, required: bool) -> tuple[_Field, FieldSpec]:
     """The plan and the structure field of a scalar property (``items``: its element, for an array)."""
     element = items or node
     description = _description(node) or (_description(items) if items else None)
@@ -385,8 +385,8 @@ class JsonSchemaPlan:
     """The structures to extract for a JSON Schema, and how to assemble their records into one object."""
 
     schema: ExtractionSchema
-    entries: tuple[Union[_Field, _Object], ...] = field(default=(), repr=False)   # in property order
-    root_structure: Optional[str] = field(default=None, repr=False)   # holds the root's scalar fields
+    entries: tuple[_Field | _Object, ...] = field(default=(), repr=False)   # in property order
+    root_structure: str | None = field(default=None, repr=False)   # holds the root's scalar fields
 
     def assemble(self, result: dict) -> dict:
         """One object for the schema from the library's formatted result for one text."""
@@ -419,7 +419,7 @@ def plan_from_json_schema(schema: Any, *, name: str, where: str) -> JsonSchemaPl
     if any(obj is None for _, _, _, obj, _ in properties):
         root_structure = _unique([name], used)
         used.add(root_structure)
-    entries: list[Union[_Field, _Object]] = []
+    entries: list[_Field | _Object] = []
     root_fields: list[FieldSpec] = []
     structures: list[StructureSpec] = []
     for key, node, items, obj, required in properties:
@@ -463,7 +463,7 @@ def _object(key: str, node: _Node, obj: _Node, structure: str, required: bool,
 # --------------------------------------------------------------------------- assembling
 
 
-def _records(result: dict, structure: Optional[str]) -> list[dict]:
+def _records(result: dict, structure: str | None) -> list[dict]:
     records = result.get(structure) if structure is not None else None
     if isinstance(records, dict):
         return [records]
@@ -497,14 +497,14 @@ def _fill(fields, values: dict) -> dict:
     return output
 
 
-def _place(output: dict, entry: Union[_Field, _Object], value: Any) -> None:
+def _place(output: dict, entry: _Field | _Object, value: Any) -> None:
     if value is MISSING:
         value = _absent(entry)
     if value is not MISSING:
         output[entry.key] = value
 
 
-def _absent(entry: Union[_Field, _Object]) -> Any:
+def _absent(entry: _Field | _Object) -> Any:
     """The value of a property nothing was found for (MISSING: leave the key out)."""
     if entry.nullable:
         return None

@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from ..config import EndpointConfig
 from ..core.engine import ExtractionRequest, OutputOptions
@@ -58,8 +58,8 @@ class Driver:
     """What drives the extraction, and how its result becomes the answer."""
 
     kind: str                       # "schema", "endpoint", "json_schema" or "tool"
-    plan: Optional[JsonSchemaPlan] = None
-    tool_name: Optional[str] = None
+    plan: JsonSchemaPlan | None = None
+    tool_name: str | None = None
 
     def content(self, result: Any) -> Any:
         return self.plan.assemble(result) if self.plan is not None else result
@@ -121,8 +121,8 @@ def last_user_text(messages: Any, where: str = "messages") -> str:
                                field=where)
 
 
-def forced_tool(tools: Any, choice: Any, *, where: str, named: Optional[str], any_choice: bool
-                ) -> Optional[tuple[int, dict]]:
+def forced_tool(tools: Any, choice: Any, *, where: str, named: str | None, any_choice: bool
+                ) -> tuple[int, dict] | None:
     """The (index, tool) a tool choice forces, or None when it forces none.
 
     ``named`` is the tool name the choice gives; ``any_choice`` a choice that
@@ -150,8 +150,8 @@ def tool_name(tool: dict) -> Any:
     return function.get("name") if isinstance(function, dict) else tool.get("name")
 
 
-def parse_call(body: dict, *, route: str, texts: tuple[str, ...], ask: Optional[JsonSchemaAsk],
-               caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None,
+def parse_call(body: dict, *, route: str, texts: tuple[str, ...], ask: JsonSchemaAsk | None,
+               caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None,
                include_usage: bool = False) -> LlmCall:
     """The core request for an LLM-SDK body whose text(s) and JSON Schema ask the dialect has found."""
     if body.get("task") == "generate":
@@ -197,7 +197,7 @@ def pieces(text: str, size: int = 48) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
-def sse(data: Any, event: Optional[str] = None) -> bytes:
+def sse(data: Any, event: str | None = None) -> bytes:
     """One Server-Sent Event: an optional ``event:`` line and a ``data:`` line of JSON (or a literal string)."""
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     head = f"event: {event}\n" if event else ""

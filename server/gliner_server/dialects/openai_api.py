@@ -17,14 +17,25 @@ completions).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..config import EndpointConfig
 from ..core.recording import ANONYMOUS, Caller, Recorded
 from ..errors import ServiceError
 from . import body as fields
-from .llm_calls import (EXTRA_PROPERTIES, JsonSchemaAsk, LlmCall, content_text, forced_tool, last_user_text,
-                        new_id, parse_call, pieces, sse, tool_name)
+from .llm_calls import (
+    EXTRA_PROPERTIES,
+    JsonSchemaAsk,
+    LlmCall,
+    content_text,
+    forced_tool,
+    last_user_text,
+    new_id,
+    parse_call,
+    pieces,
+    sse,
+    tool_name,
+)
 
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
@@ -74,7 +85,7 @@ def _include_usage(body: dict) -> bool:
     return fields.optional_flag(options, "include_usage")
 
 
-def _json_schema_format(value: Any, where: str) -> Optional[JsonSchemaAsk]:
+def _json_schema_format(value: Any, where: str) -> JsonSchemaAsk | None:
     """A ``{"type": "json_schema", ...}`` format (chat: under ``json_schema``; Responses: flat), else None."""
     if value is None:
         return None
@@ -90,7 +101,7 @@ def _json_schema_format(value: Any, where: str) -> Optional[JsonSchemaAsk]:
     return JsonSchemaAsk(name=name, schema=spec["schema"], where=f"{inner}.schema")
 
 
-def _forced_function(body: dict, *, chat: bool) -> Optional[JsonSchemaAsk]:
+def _forced_function(body: dict, *, chat: bool) -> JsonSchemaAsk | None:
     """The function a ``tool_choice`` forces (by name, or "required" with one function tool)."""
     choice = body.get("tool_choice")
     named = None
@@ -127,7 +138,7 @@ class ChatCall:
     id: str = field(default_factory=lambda: new_id("chatcmpl-"))
     tool_call_id: str = field(default_factory=lambda: new_id("call_"))
 
-    def _chunk(self, delta: dict, finish: Optional[str] = None, **extra) -> bytes:
+    def _chunk(self, delta: dict, finish: str | None = None, **extra) -> bytes:
         return sse({"id": self.id, "object": "chat.completion.chunk", "created": self.call.created,
                     "model": self.call.model, "system_fingerprint": None,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra})
@@ -173,7 +184,7 @@ class ChatCall:
         return [*events, DONE]
 
 
-def parse_chat(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None
+def parse_chat(raw: bytes, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None
                ) -> ChatCall:
     body = fields.decode_object(raw)
     text = last_user_text(body.get("messages"))
@@ -225,7 +236,7 @@ class CompletionCall:
         return [*events, DONE]
 
 
-def parse_completion(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None
+def parse_completion(raw: bytes, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None
                      ) -> CompletionCall:
     body = fields.decode_object(raw)
     prompt = body.get("prompt")
@@ -263,7 +274,7 @@ class ResponseCall:
     item_id: str = field(default_factory=lambda: new_id("msg_"))
     tool_call_id: str = field(default_factory=lambda: new_id("call_"))
 
-    def _response(self, status: str, output: list, usage: Optional[dict], inference_id=None) -> dict:
+    def _response(self, status: str, output: list, usage: dict | None, inference_id=None) -> dict:
         response = {"id": self.id, "object": "response", "created_at": self.call.created, "status": status,
                     "model": self.call.model, "output": output, "error": None, "incomplete_details": None,
                     "instructions": None, "metadata": {}, "parallel_tool_calls": False, "temperature": None,
@@ -272,7 +283,7 @@ class ResponseCall:
             response["inference_id"] = inference_id
         return response
 
-    def _item(self, text: Optional[str], status: str) -> dict:
+    def _item(self, text: str | None, status: str) -> dict:
         if self.call.driver.tool_name is not None:
             return {"type": "function_call", "id": self.item_id.replace("msg_", "fc_", 1),
                     "call_id": self.tool_call_id, "name": self.call.driver.tool_name,
@@ -330,7 +341,7 @@ class ResponseCall:
         return self._events(start, *events)
 
 
-def parse_response(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None
+def parse_response(raw: bytes, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None
                    ) -> ResponseCall:
     body = fields.decode_object(raw)
     text = _input_text(body.get("input"))
@@ -360,6 +371,6 @@ def stream_error(error: ServiceError, *, responses: bool = False, sequence_numbe
     return sse({"error": detail})
 
 
-def _ids(recorded: Recorded, count: int) -> list[Optional[str]]:
+def _ids(recorded: Recorded, count: int) -> list[str | None]:
     ids = list(recorded.inference_ids)
     return ids if len(ids) == count else [None] * count

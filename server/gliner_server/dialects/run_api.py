@@ -21,8 +21,9 @@ model passes and are recorded in one commit.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from ..config import EndpointConfig
 from ..core.engine import FULL_OUTPUT, ExtractionRequest
@@ -67,8 +68,8 @@ RESPONSE_SCHEMA = {"type": "array", "items": {
 def parameters_schema(parameters: dict) -> ExtractionSchema:
     unknown = set(parameters) - PARAMETERS
     if unknown:
-        raise ServiceError.invalid(f"Unknown parameter {shown(sorted(unknown)[0])}; use {', '.join(sorted(PARAMETERS))}",
-                                   field="parameters")
+        raise ServiceError.invalid(
+            f"Unknown parameter {shown(sorted(unknown)[0])}; use {', '.join(sorted(PARAMETERS))}", field="parameters")
     parts: dict[str, Any] = {}
     if parameters.get("entity_types") is not None:
         parts["entities"] = schema_json.entity_specs(parameters["entity_types"], "parameters.entity_types")
@@ -129,7 +130,7 @@ def run_output(text: str, schema: ExtractionSchema, result: TypedResult) -> dict
     if schema.classifications:
         multi = {c.name: c.multi_label for c in schema.classifications}
         output["classifications"] = {
-            c.task: ([{"label": l.label, "score": l.score} for l in c.labels] if multi[c.task]
+            c.task: ([{"label": s.label, "score": s.score} for s in c.labels] if multi[c.task]
                      else ({"label": c.labels[0].label, "score": c.labels[0].score} if c.labels else None))
             for c in result.classifications}
     if schema.structures:
@@ -149,12 +150,12 @@ class RunCall:
     """A parsed ``/run`` body: one core request per input (or its error), in order."""
 
     model_id: str
-    endpoint: Optional[EndpointConfig]
-    texts: list[Optional[str]]                              # each input's text, for the answer
-    requests: list[Union[ExtractionRequest, ServiceError]]
+    endpoint: EndpointConfig | None
+    texts: list[str | None]                              # each input's text, for the answer
+    requests: list[ExtractionRequest | ServiceError]
     provenances: list[Provenance]
 
-    def answer_json(self, recorded: Sequence[Union[Recorded, ServiceError]]) -> bytes:
+    def answer_json(self, recorded: Sequence[Recorded | ServiceError]) -> bytes:
         return fields.encode_json([self._item(text, request, outcome)
                                    for text, request, outcome in zip(self.texts, self.requests, recorded)])
 
@@ -189,7 +190,7 @@ def _inputs(body: dict, max_inputs: int) -> list:
 
 
 def _item_request(item: Any, model_id: str, defaults: dict, provenance: Provenance
-                  ) -> tuple[Union[ExtractionRequest, ServiceError], Provenance]:
+                  ) -> tuple[ExtractionRequest | ServiceError, Provenance]:
     """One input as a core request, or the client error that input gets in its place."""
     try:
         if not isinstance(item, dict):
@@ -200,14 +201,14 @@ def _item_request(item: Any, model_id: str, defaults: dict, provenance: Provenan
         if not isinstance(parameters, dict):
             raise ServiceError.invalid("parameters must be an object", field="parameters")
         merged = {**defaults, **parameters}
-        request = ExtractionRequest(texts=(item["text"],), schema=parameters_schema(merged), threshold=fields.threshold(merged),
-                                    output=FULL_OUTPUT, model_id=model_id)
+        request = ExtractionRequest(texts=(item["text"],), schema=parameters_schema(merged),
+                                    threshold=fields.threshold(merged), output=FULL_OUTPUT, model_id=model_id)
         return request, replace(provenance, parameters=merged)
     except ServiceError as error:
         return error, provenance
 
 
-def parse(body: dict, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None, *,
+def parse(body: dict, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None, *,
           max_inputs: int = 64) -> RunCall:
     """Translate a /run body into one core request per input (an endpoint's defaults applied)."""
     items = _inputs(body, max_inputs)
@@ -224,6 +225,6 @@ def parse(body: dict, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, 
                    provenances=[p for _, p in pairs])
 
 
-def parse_json(raw: bytes, caller: Caller = ANONYMOUS, endpoints: Optional[dict[str, EndpointConfig]] = None, *,
+def parse_json(raw: bytes, caller: Caller = ANONYMOUS, endpoints: dict[str, EndpointConfig] | None = None, *,
                max_inputs: int = 64) -> RunCall:
     return parse(fields.decode_object(raw), caller, endpoints, max_inputs=max_inputs)

@@ -12,8 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..core.schema import (ClassificationSpec, EntitySpec, RelationSpec, StructureSpec,
-                           describe_validation_error, parse_field_spec)
+from ..core.schema import (
+    ClassificationSpec,
+    EntitySpec,
+    RelationSpec,
+    StructureSpec,
+    describe_validation_error,
+    parse_field_spec,
+)
 from ..errors import ServiceError, shown
 
 

@@ -368,7 +368,8 @@ def _upstream_route(settings: EnvoySettings) -> dict:
             "num_retries": max(2, len(settings.upstreams)),
             "retry_host_predicate": [{
                 "name": "envoy.retry_host_predicates.previous_hosts",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
+                                          "PreviousHostsPredicate"},
             }],
             "host_selection_retry_max_attempts": 5,
         },
@@ -431,7 +432,8 @@ def _access_log(target: str, as_json: bool = False) -> list[dict]:
         {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}
     log_format = {**source, "formatters": [{
         "name": "envoy.formatter.req_without_query",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"},
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3."
+                                  "ReqWithoutQuery"},
     }]}
     if target == "stdout":
         return [{"name": "envoy.access_loggers.stdout", "typed_config": {
@@ -556,7 +558,8 @@ def config_dict(settings: EnvoySettings, descriptor: bytes | None = None) -> dic
             descriptor = f.read()
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor)
     hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                 "HttpConnectionManager",
         "stat_prefix": "gliner",
         "codec_type": "AUTO",
         "normalize_path": True,

@@ -4,21 +4,22 @@ Envoy's ``grpc_json_transcoder`` needs a serialized
 ``google.protobuf.FileDescriptorSet`` holding every file that defines the
 transcoded services *and every file they import* (``google/api/http.proto``
 for the ``google.api.http`` rules, ``google/api/httpbody.proto``,
-``google/protobuf/descriptor.proto`` ...), each after its imports. Instead of running ``protoc --include_imports`` and committing
-a ``.pb`` blob, the set is assembled from the ``DESCRIPTOR`` objects of the
-generated ``*_pb2`` modules: the descriptor set always matches the code that
-the gRPC server itself runs, and is never written by hand.
+``google/protobuf/descriptor.proto`` ...), each after its imports. Instead of
+running ``protoc --include_imports`` and committing a ``.pb`` blob, the set is
+assembled from the ``DESCRIPTOR`` objects of the generated ``*_pb2`` modules:
+the descriptor set always matches the code that the gRPC server itself runs,
+and is never written by hand.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import ModuleType
-from typing import Iterable, Iterator, Union
 
 from google.api import annotations_pb2  # registers google.api.http before any parsing
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2
 
-DescriptorSource = Union[ModuleType, _descriptor.FileDescriptor]
+DescriptorSource = ModuleType | _descriptor.FileDescriptor
 
 
 def _file_descriptor(source: DescriptorSource) -> _descriptor.FileDescriptor:

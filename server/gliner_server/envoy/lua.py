@@ -294,6 +294,7 @@ def render_lua(
         "namespace": METADATA_NAMESPACE,
         "grpc_types": _types(grpc_types),
         "http_types": _types(http_types),
-        "dialect_paths": "\n".join(f"  [{_lua_string(p)}] = {_lua_string(d)}," for p, d in sorted(dialect_paths.items())),
+        "dialect_paths": "\n".join(f"  [{_lua_string(p)}] = {_lua_string(d)},"
+                                   for p, d in sorted(dialect_paths.items())),
         "models_path": models_path,
     }

@@ -141,7 +141,7 @@ class EnvoyProcess:
         self.config_path.write_text(render_config(self.settings, self.descriptor))
         return self.config_path
 
-    def start(self, wait: bool = True) -> "EnvoyProcess":
+    def start(self, wait: bool = True) -> EnvoyProcess:
         """Launch Envoy; with ``wait`` (default) return once it is LIVE, else call :meth:`wait_live` later.
 
         Call from a thread that outlives Envoy (the main thread): Envoy is asked to
@@ -178,7 +178,7 @@ class EnvoyProcess:
             self.wait_live()
         return self
 
-    def wait_live(self) -> "EnvoyProcess":
+    def wait_live(self) -> EnvoyProcess:
         """Block until the started Envoy is LIVE (its port known); stop it and raise if it is not."""
         try:
             self._wait_live(self.run_dir / ADMIN_ADDRESS_FILE)
@@ -301,7 +301,7 @@ class EnvoyProcess:
                 proc.wait()
         return proc.returncode
 
-    def __enter__(self) -> "EnvoyProcess":
+    def __enter__(self) -> EnvoyProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -29,11 +29,11 @@ class Admission:
         self._slots = threading.BoundedSemaphore(limit)
 
     @classmethod
-    def for_workers(cls, workers: int) -> "Admission":
+    def for_workers(cls, workers: int) -> Admission:
         return cls(max(1, workers - RESERVED_WORKERS))
 
     @classmethod
-    def for_history(cls, workers: int) -> "Admission":
+    def for_history(cls, workers: int) -> Admission:
         """History calls wait on the database: they get half of the reserved threads, never all of them."""
         return cls(max(1, min(RESERVED_WORKERS, workers) // 2), "history calls")
 

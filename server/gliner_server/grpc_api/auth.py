@@ -8,7 +8,7 @@ id is what the inference history records and scopes by.
 from __future__ import annotations
 
 import hmac
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import grpc
 
@@ -19,7 +19,7 @@ from .status import to_rpc_status
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def presented_key(metadata: Iterable[tuple[str, str]]) -> Optional[str]:
+def presented_key(metadata: Iterable[tuple[str, str]]) -> str | None:
     for key, value in metadata:
         if key == "x-api-key" and value:
             return value
@@ -38,7 +38,7 @@ class ApiKeys:
     def enabled(self) -> bool:
         return bool(self._clients)
 
-    def caller(self, candidate: Optional[str]) -> Optional[Caller]:
+    def caller(self, candidate: str | None) -> Caller | None:
         """The client a key belongs to; ANONYMOUS when auth is off; None when refused."""
         if not self._clients:
             return ANONYMOUS
@@ -52,7 +52,7 @@ class ApiKeys:
                 found = caller
         return found
 
-    def identify(self, metadata: Iterable[tuple[str, str]]) -> Optional[Caller]:
+    def identify(self, metadata: Iterable[tuple[str, str]]) -> Caller | None:
         return self.caller(presented_key(metadata or ()))
 
 

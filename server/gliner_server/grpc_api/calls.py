@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
 
 import grpc
 
@@ -50,7 +49,7 @@ class RpcCall:
     model_ms: float = 0.0
     chunks: tuple[int, ...] = ()
     code: str = "OK"
-    failed: Optional[ServiceError] = None   # a streamed call that failed after its stream opened (status OK)
+    failed: ServiceError | None = None   # a streamed call that failed after its stream opened (status OK)
 
     def served(self, outcome) -> None:
         """What an ExtractionOutcome (or a list of them) tells the log and the headers."""

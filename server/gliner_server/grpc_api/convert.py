@@ -1,14 +1,20 @@
 """Protobuf messages ↔ the core's types. Mechanical, no decisions."""
 from __future__ import annotations
 
-
 from google.api import httpbody_pb2
 
 from gliner_client.v1 import results_pb2, schema_pb2
 
 from ..core import results as core_results
-from ..core.schema import (ClassificationSpec, EntitySpec, ExtractionSchema, FieldSpec,
-                           RelationSpec, StructureSpec, build_schema)
+from ..core.schema import (
+    ClassificationSpec,
+    EntitySpec,
+    ExtractionSchema,
+    FieldSpec,
+    RelationSpec,
+    StructureSpec,
+    build_schema,
+)
 
 _DTYPE = {schema_pb2.VALUE_KIND_UNSPECIFIED: None, schema_pb2.VALUE_KIND_LIST: "list",
           schema_pb2.VALUE_KIND_STR: "str"}
@@ -66,7 +72,7 @@ def result_to_proto(result: core_results.TypedResult) -> results_pb2.ExtractionR
         entities=[results_pb2.EntityMention(text=e.text, label=e.label, start=e.start, end=e.end,
                                             score=e.score) for e in result.entities],
         classifications=[results_pb2.ClassificationResult(
-            task=c.task, labels=[results_pb2.LabelScore(label=l.label, score=l.score) for l in c.labels])
+            task=c.task, labels=[results_pb2.LabelScore(label=s.label, score=s.score) for s in c.labels])
             for c in result.classifications],
         structures=[results_pb2.StructureResult(name=s.name, records=[
             results_pb2.StructureRecord(fields=[

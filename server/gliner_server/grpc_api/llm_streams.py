@@ -18,8 +18,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import queue
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 from google.api import httpbody_pb2
 

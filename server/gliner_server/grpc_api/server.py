@@ -24,14 +24,14 @@ from gliner_client.v1 import history_service_pb2_grpc as history_grpc
 from gliner_client.v1 import training_service_pb2 as training_pb2
 from gliner_client.v1 import training_service_pb2_grpc as training_grpc
 
-from ..core.recording import RecordingEngine
 from ..config import EndpointConfig
+from ..core.recording import RecordingEngine
 from ..history.datasets import DatasetLimits, DatasetStore
 from ..training.jobs import JobStore
+from .admission import Admission
 from .auth import ApiKeys, AuthInterceptor
 from .decoding import DecodingInterceptor
 from .history_service import InferenceHistoryService
-from .admission import Admission
 from .service import GlinerService
 from .training_service import TrainingService
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 
@@ -65,7 +65,7 @@ class GlinerService(service_grpc.GlinerServiceServicer):
         self.endpoints = endpoints
         self.max_run_inputs = max_run_inputs
         self.llm = LlmStreams(engine, self.admission.limit)
-        started = datetime.now(timezone.utc).replace(microsecond=0)
+        started = datetime.now(UTC).replace(microsecond=0)
         self.registered_at = int(started.timestamp())    # the models' "created": when this server registered them
         self.registered_at_text = started.isoformat().replace("+00:00", "Z")
 

@@ -5,7 +5,7 @@ reports and stops them.
 """
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 from google.protobuf import json_format
 
@@ -167,7 +167,7 @@ class TrainingService(training_grpc.TrainingServiceServicer):
     @rpc
     def CreateDatasetFromFeedback(self, request, context, call):
         client = self._client(context, call)
-        since = request.since.ToDatetime(tzinfo=timezone.utc) if request.HasField("since") else None
+        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
         with self.admission.slot():
             dataset = self.datasets.create_from_feedback(
                 client, request.name, model_id=request.model_id or None, project_id=request.project_id or None,

@@ -114,17 +114,16 @@ def upgrade(engine: sa.Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS).replace("%", "%%"))
-    with engine.connect() as connection:
-        with write_options(connection).begin():
-            if connection.dialect.name == "postgresql":
-                # Migrations may take longer than a request's statement, and wait for another
-                # replica's: neither is bounded by the request timeouts.
-                connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
-                connection.execute(sa.text("SET LOCAL lock_timeout = 0"))
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": _MIGRATION_LOCK})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+    with engine.connect() as connection, write_options(connection).begin():
+        if connection.dialect.name == "postgresql":
+            # Migrations may take longer than a request's statement, and wait for another
+            # replica's: neither is bounded by the request timeouts.
+            connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            connection.execute(sa.text("SET LOCAL lock_timeout = 0"))
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def script_heads() -> set[str]:

@@ -17,7 +17,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -50,7 +50,7 @@ class DatasetRecord:
     record_count: int
     size_bytes: int
     task_counts: dict[str, int]
-    records: Optional[list[dict]] = field(default=None, repr=False)
+    records: list[dict] | None = field(default=None, repr=False)
 
 
 def check_name(name: Any) -> str:
@@ -95,7 +95,7 @@ def validate_records(records: list[Any], limits: DatasetLimits) -> tuple[int, di
                                        field="records")
         try:
             problems = InputExample.from_dict(record).validate()
-        except Exception as error:  # noqa: BLE001 - whatever the library chokes on is the client's record
+        except Exception as error:
             problems = [f"{type(error).__name__}: {error}"]
         if problems:
             raise ServiceError.invalid(f"Invalid {where}: {problems[0]}", field="records")
@@ -140,8 +140,8 @@ class DatasetStore:
         self.store._bounded(insert)
         return dataset
 
-    def create_from_feedback(self, client_id: str, name: str, *, model_id: Optional[str] = None,
-                             project_id: Optional[str] = None, since: Optional[datetime] = None,
+    def create_from_feedback(self, client_id: str, name: str, *, model_id: str | None = None,
+                             project_id: str | None = None, since: datetime | None = None,
                              description: str = "") -> DatasetRecord:
         check_name(name)
         records = [json.loads(line) for page in self.store.export_training_pages(

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 Row = TypeVar("Row")
 
@@ -149,14 +150,14 @@ class GroupCommit(Generic[Row]):
         try:
             try:
                 self._commit(group)
-            except BaseException as error:  # noqa: BLE001 - retried per writer, then handed to each
+            except BaseException as error:
                 if len(group) == 1:
                     group[0].error = error
                 else:
                     for ticket in group:
                         try:
                             self._commit([ticket])
-                        except BaseException as own:  # noqa: BLE001
+                        except BaseException as own:
                             ticket.error = own
         finally:
             self._busy_since = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 VERDICTS = ("correct", "incorrect")
@@ -34,7 +34,7 @@ def new_feedback_id() -> str:
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC (what ``created_at`` holds)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import socket
 import os
+import socket
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence, TextIO, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TextIO, TypeVar
 
 import sqlalchemy as sa
 
@@ -87,7 +88,7 @@ class HistoryStore:
         self._last_failure = 0.0
 
     @classmethod
-    def open(cls, url: str, *, timeout_s: float = database.DEFAULT_TIMEOUT_S, **options) -> "HistoryStore":
+    def open(cls, url: str, *, timeout_s: float = database.DEFAULT_TIMEOUT_S, **options) -> HistoryStore:
         """Connect to ``sqlite:///path`` or ``postgresql+psycopg://...`` and migrate to head."""
         engine = database.create_engine(url, timeout_s=timeout_s)
         try:
@@ -102,7 +103,7 @@ class HistoryStore:
         self._io.shutdown(wait=False, cancel_futures=True)
         self._engine.dispose()
 
-    def __enter__(self) -> "HistoryStore":
+    def __enter__(self) -> HistoryStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -330,7 +331,7 @@ class HistoryStore:
         if since is not None:
             filters.append(inferences.c.created_at >= since)
         while True:
-            rows = self._bounded(lambda: self._export_rows(client_id, after, page_rows, filters))
+            rows = self._bounded(functools.partial(self._export_rows, client_id, after, page_rows, filters))
             lines = []
             for row in rows:
                 truth = row.output if row.verdict == "correct" else row.corrected_output
@@ -415,7 +416,7 @@ def _brief(error: BaseException) -> str:
 
 def _utc(value: datetime) -> datetime:
     """Database datetimes as aware UTC (SQLite hands back naive UTC)."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _inference_from_row(row) -> InferenceRecord:
@@ -439,7 +440,7 @@ def _feedback_from_row(row) -> FeedbackRecord:
 def _inference_row(rec: InferenceRecord) -> dict:
     hidden = rec.privacy
     return {
-        "id": rec.id, "created_at": rec.created_at.astimezone(timezone.utc),
+        "id": rec.id, "created_at": rec.created_at.astimezone(UTC),
         "route": rec.route, "model_id": rec.model_id, "task": rec.task,
         "client_id": rec.client_id, "text": None if hidden else rec.text,
         "schema": rec.schema, "parameters": rec.parameters,

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
-WordSplitter = Callable[..., Iterator[Tuple[str, int, int]]]
+WordSplitter = Callable[..., Iterator[tuple[str, int, int]]]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class TextChunk:
     end_word: int
 
 
-def iter_word_offsets(text: str, word_splitter: WordSplitter) -> Iterator[Tuple[str, int, int]]:
+def iter_word_offsets(text: str, word_splitter: WordSplitter) -> Iterator[tuple[str, int, int]]:
     """gliner2 2.1.0 `chunking.iter_word_offsets`: words with offsets into ``text``, original case (``lower=False``)."""
     yield from word_splitter(text, lower=False)
 
@@ -56,7 +57,7 @@ def split_text_into_chunks(
     chunk_overlap: int = 64,
     *,
     word_splitter: WordSplitter,
-) -> List[TextChunk]:
+) -> list[TextChunk]:
     """gliner2 2.1.0 `chunking.split_text_into_chunks`: windows of ``chunk_size`` words, ``chunk_overlap`` shared.
 
     Consecutive windows start ``chunk_size - chunk_overlap`` words apart; the
@@ -75,7 +76,7 @@ def split_text_into_chunks(
     if not tokens:
         return [TextChunk(text=text, start_char=0, end_char=len(text), start_word=0, end_word=0)]
 
-    chunks: List[TextChunk] = []
+    chunks: list[TextChunk] = []
     step = chunk_size - chunk_overlap
     start_word = 0
     while start_word < len(tokens):
@@ -130,13 +131,13 @@ def remap_result_spans(result: Any, original_text: str, chunk: TextChunk) -> Any
 
 def merge_chunk_results(
     original_text: str,
-    chunks: List[TextChunk],
-    chunk_results: List[Dict[str, Any]],
+    chunks: list[TextChunk],
+    chunk_results: list[dict[str, Any]],
     include_confidence: bool = False,
     include_spans: bool = False,
-    scalar_entity_labels: Optional[Iterable[str]] = None,
-    overlap_policy: Optional[str] = None,
-) -> Dict[str, Any]:
+    scalar_entity_labels: Iterable[str] | None = None,
+    overlap_policy: str | None = None,
+) -> dict[str, Any]:
     """gliner2 2.1.0 `chunking.merge_chunk_results`: one document's result from its chunks' formatted results.
 
     ``chunk_results`` must have been formatted with confidences and spans
@@ -155,9 +156,9 @@ def merge_chunk_results(
     return _strip_span_metadata(merged, include_confidence, include_spans)
 
 
-def _ordered_keys(values: Iterable[Any]) -> List[Any]:
+def _ordered_keys(values: Iterable[Any]) -> list[Any]:
     """Keys of the dicts among ``values``, in order of first appearance (how the library orders merged keys)."""
-    keys: List[Any] = []
+    keys: list[Any] = []
     seen = set()
     for value in values:
         if not isinstance(value, dict):
@@ -169,10 +170,10 @@ def _ordered_keys(values: Iterable[Any]) -> List[Any]:
     return keys
 
 
-def _merge_result_dicts(results: List[Dict[str, Any]], scalar_entity_labels: Optional[set] = None,
-                        overlap_policy: str = "disallow") -> Dict[str, Any]:
+def _merge_result_dicts(results: list[dict[str, Any]], scalar_entity_labels: set | None = None,
+                        overlap_policy: str = "disallow") -> dict[str, Any]:
     """gliner2 2.1.0 `chunking._merge_result_dicts`."""
-    merged: Dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for key in _ordered_keys(results):
         values = [result.get(key) for result in results if key in result]
         if key == "entities":
@@ -184,11 +185,11 @@ def _merge_result_dicts(results: List[Dict[str, Any]], scalar_entity_labels: Opt
     return merged
 
 
-def _merge_entity_maps(values: List[Any], scalar_labels: set, overlap_policy: str) -> Dict[str, Any]:
+def _merge_entity_maps(values: list[Any], scalar_labels: set, overlap_policy: str) -> dict[str, Any]:
     """gliner2 2.1.0 `chunking._merge_entity_maps`: per type, every chunk's spans deduplicated under the policy."""
-    merged: Dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for label in _ordered_keys(values):
-        items: List[Any] = []
+        items: list[Any] = []
         for value in values:
             if isinstance(value, dict) and label in value:
                 items.extend(_as_list(value[label]))
@@ -201,11 +202,11 @@ def _merge_entity_maps(values: List[Any], scalar_labels: set, overlap_policy: st
     return merged
 
 
-def _merge_relation_maps(values: List[Any]) -> Dict[str, List[Any]]:
+def _merge_relation_maps(values: list[Any]) -> dict[str, list[Any]]:
     """gliner2 2.1.0 `chunking._merge_relation_maps` (no policy: relations are deduplicated, never resolved)."""
-    merged: Dict[str, List[Any]] = {}
+    merged: dict[str, list[Any]] = {}
     for label in _ordered_keys(values):
-        items: List[Any] = []
+        items: list[Any] = []
         for value in values:
             if isinstance(value, dict) and label in value:
                 items.extend(_as_list(value[label]))
@@ -213,7 +214,7 @@ def _merge_relation_maps(values: List[Any]) -> Dict[str, List[Any]]:
     return merged
 
 
-def _merge_values(values: List[Any], overlap_policy: str = "disallow") -> Any:
+def _merge_values(values: list[Any], overlap_policy: str = "disallow") -> Any:
     """gliner2 2.1.0 `chunking._merge_values`: classifications keep the most confident, strings the commonest."""
     non_empty = [value for value in values if value not in (None, {}, [])]
     if not non_empty:
@@ -227,7 +228,7 @@ def _merge_values(values: List[Any], overlap_policy: str = "disallow") -> Any:
         return max(non_empty, key=lambda value: (counts[value], -non_empty.index(value)))
 
     if all(isinstance(value, list) for value in non_empty):
-        items: List[Any] = []
+        items: list[Any] = []
         for value in non_empty:
             items.extend(value)
         return _dedupe_items(items, overlap_policy=overlap_policy)
@@ -238,7 +239,7 @@ def _merge_values(values: List[Any], overlap_policy: str = "disallow") -> Any:
     return non_empty[0]
 
 
-def _merge_nested_dicts(values: List[Dict[str, Any]], overlap_policy: str = "disallow") -> Dict[str, Any]:
+def _merge_nested_dicts(values: list[dict[str, Any]], overlap_policy: str = "disallow") -> dict[str, Any]:
     """gliner2 2.1.0 `chunking._merge_nested_dicts`."""
     return {
         key: _merge_values([value.get(key) for value in values if key in value], overlap_policy)
@@ -246,7 +247,7 @@ def _merge_nested_dicts(values: List[Dict[str, Any]], overlap_policy: str = "dis
     }
 
 
-def _dedupe_items(items: List[Any], overlap_policy: Optional[str] = None) -> List[Any]:
+def _dedupe_items(items: list[Any], overlap_policy: str | None = None) -> list[Any]:
     """gliner2 2.1.0 `chunking._dedupe_items`.
 
     Spans go through the overlap resolver (``None`` meaning ``"allow"``: only
@@ -258,7 +259,7 @@ def _dedupe_items(items: List[Any], overlap_policy: Optional[str] = None) -> Lis
     span_items = [item for item in items if _is_span_dict(item)]
     other_items = [item for item in items if not _is_span_dict(item)]
 
-    deduped: List[Any] = []
+    deduped: list[Any] = []
     if span_items:
         selected = resolve_overlaps(
             span_items,
@@ -270,8 +271,8 @@ def _dedupe_items(items: List[Any], overlap_policy: Optional[str] = None) -> Lis
         )
         deduped.extend(sorted(selected, key=lambda item: (item["start"], item["end"], item.get("text", ""))))
 
-    seen_other: Dict[str, int] = {}
-    other_deduped: List[Any] = []
+    seen_other: dict[str, int] = {}
+    other_deduped: list[Any] = []
     for item in other_items:
         key = _canonical_key(item)
         if key not in seen_other:
@@ -299,7 +300,7 @@ def _strip_span_metadata(value: Any, include_confidence: bool, include_spans: bo
             extras = {k: v for k, v in value.items() if k not in _SPAN_RESERVED}
             if not include_confidence and not include_spans and not extras:
                 return value.get("text", "")
-            stripped: Dict[str, Any] = {"text": value.get("text", "")}
+            stripped: dict[str, Any] = {"text": value.get("text", "")}
             if include_confidence and "confidence" in value:
                 stripped["confidence"] = value["confidence"]
             if include_spans:
@@ -324,7 +325,7 @@ def _strip_span_metadata(value: Any, include_confidence: bool, include_spans: bo
     return value
 
 
-def _as_list(value: Any) -> List[Any]:
+def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, list):
@@ -384,7 +385,7 @@ _POLICY_ALIASES = {
 }
 
 
-def normalize_overlap_policy(policy: Optional[str], *, default: Optional[str] = None) -> str:
+def normalize_overlap_policy(policy: str | None, *, default: str | None = None) -> str:
     """gliner2 2.1.0 `overlap.normalize_overlap_policy`: the canonical name; ``None`` means ``default``."""
     selected = default if policy is None else policy
     if selected is None:
@@ -401,13 +402,13 @@ def normalize_overlap_policy(policy: Optional[str], *, default: Optional[str] = 
 
 def resolve_overlaps(
     items: Sequence[T],
-    policy: Optional[str],
+    policy: str | None,
     *,
     score: Callable[[T], float],
     start: Callable[[T], int],
     end: Callable[[T], int],
-    default: Optional[str] = None,
-) -> List[T]:
+    default: str | None = None,
+) -> list[T]:
     """gliner2 2.1.0 `overlap.resolve_overlaps`: half-open spans kept under an overlap policy.
 
     Exact-boundary duplicates first collapse to their best-ranked one (higher
@@ -476,9 +477,9 @@ def resolve_overlaps(
     ends = [int(end(item)) for _, item in by_end]
     predecessors = [bisect.bisect_right(ends, int(start(item)), 0, index) - 1
                     for index, (_, item) in enumerate(by_end)]
-    best: List[Tuple[float, Tuple[int, ...]]] = [(0.0, ())]
+    best: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
 
-    def selection_key(selection: Tuple[int, ...]):
+    def selection_key(selection: tuple[int, ...]):
         rows = [by_end[index] for index in selection]
         return tuple(rank_key(row) for row in sorted(rows, key=rank_key))
 

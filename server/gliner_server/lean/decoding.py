@@ -20,13 +20,14 @@ use) are not ported; a schema with them is refused.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .chunking import normalize_overlap_policy, resolve_overlaps
 
-RawSpan = Tuple[str, float, int, int]
+RawSpan = tuple[str, float, int, int]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -40,14 +41,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def finalize_spans(raw_spans: Sequence[RawSpan], *, dtype: str = "list", gate_open: bool = True,
-                   suppress: bool = True, overlap_policy: Optional[str] = None) -> List[RawSpan]:
+                   suppress: bool = True, overlap_policy: str | None = None) -> list[RawSpan]:
     """gliner2 2.1.0 ``candidate_decoder.finalize_spans``: confidence-first greedy, or an explicit policy."""
     if not gate_open:
         return []
     if overlap_policy is None:
         ranked = sorted(raw_spans, key=lambda span: span[1], reverse=True)
         if suppress:
-            spans: List[RawSpan] = []
+            spans: list[RawSpan] = []
             for candidate in ranked:
                 candidate_start, candidate_end = candidate[2], candidate[3]
                 if any(candidate_start < existing[3] and existing[2] < candidate_end for existing in spans):
@@ -61,10 +62,10 @@ def finalize_spans(raw_spans: Sequence[RawSpan], *, dtype: str = "list", gate_op
     return spans if dtype == "list" else spans[:1]
 
 
-def decode_sample(*, schema_tokens_list, task_types, text_tokens, original_text, schema: Dict, start_mapping,
-                  end_mapping, threshold: float, metadata: Dict, include_confidence: bool, include_spans: bool,
-                  raw_span_logits: List[Optional[np.ndarray]], pred_counts: List[int],
-                  cls_logits: List[Optional[np.ndarray]], embedded: Sequence[bool]) -> Dict[str, Any]:
+def decode_sample(*, schema_tokens_list, task_types, text_tokens, original_text, schema: dict, start_mapping,
+                  end_mapping, threshold: float, metadata: dict, include_confidence: bool, include_spans: bool,
+                  raw_span_logits: list[np.ndarray | None], pred_counts: list[int],
+                  cls_logits: list[np.ndarray | None], embedded: Sequence[bool]) -> dict[str, Any]:
     """One sample's result dict, as ``_extract_sample`` returns it (before ``format_results``)."""
     return _DECODER.extract_sample(
         schema_tokens_list=schema_tokens_list, task_types=task_types, text_tokens=text_tokens,
@@ -79,10 +80,10 @@ class SpanDecoder:
 
     def extract_sample(self, *, schema_tokens_list, task_types, text_tokens, original_text, schema, start_mapping,
                        end_mapping, threshold, metadata, include_confidence, include_spans, raw_span_logits,
-                       pred_counts, cls_logits, embedded) -> Dict[str, Any]:
+                       pred_counts, cls_logits, embedded) -> dict[str, Any]:
         """``_extract_sample`` with the classifier's logits given (``cls_logits[i]`` for task i) and, per task,
         whether it has marker embeddings (``embedded[i]``)."""
-        results: Dict[str, Any] = {}
+        results: dict[str, Any] = {}
         raw_span_logits = raw_span_logits or [None] * len(task_types)
         pred_counts = pred_counts or [0] * len(task_types)
         cls_fields = {}
@@ -127,11 +128,11 @@ class SpanDecoder:
             probs = _sigmoid(logits) if is_multi else _softmax(logits)
         self._decode_classification_probabilities(results, schema_name, cls_config, probs)
 
-    def _resolved_overlap_policy(self, overlap_policy: Optional[str] = None) -> Optional[str]:
+    def _resolved_overlap_policy(self, overlap_policy: str | None = None) -> str | None:
         """Span architecture: ``None`` (confidence-first greedy) unless a policy is given."""
         return normalize_overlap_policy(overlap_policy) if overlap_policy is not None else None
 
-    def _metadata_overlap_policy(self, metadata: Dict[str, Any]) -> Optional[str]:
+    def _metadata_overlap_policy(self, metadata: dict[str, Any]) -> str | None:
         return self._resolved_overlap_policy(metadata.get("_overlap_policy"))
 
     def _extract_entities_with_attributes(self, *args, **kwargs):
@@ -141,8 +142,8 @@ class SpanDecoder:
 
     @staticmethod
     def _resolve_classification_config(
-        prompt_str: str, classifications: List[Dict]
-    ) -> Optional[Dict]:
+        prompt_str: str, classifications: list[dict]
+    ) -> dict | None:
         """Find the classification config that owns ``prompt_str``."""
         best = None
         for config in classifications:
@@ -150,9 +151,8 @@ class SpanDecoder:
             if not task or not prompt_str.startswith(task):
                 continue
             rest = prompt_str[len(task) :]
-            if rest == "" or rest[0] in (":", " "):
-                if best is None or len(task) > len(best.get("task", "")):
-                    best = config
+            if (rest == "" or rest[0] in (":", " ")) and (best is None or len(task) > len(best.get("task", ""))):
+                best = config
         if best is None:
             best = next(
                 (c for c in classifications if prompt_str.startswith(c.get("task", ""))), None
@@ -161,9 +161,9 @@ class SpanDecoder:
 
     @staticmethod
     def _decode_classification_probabilities(
-        results: Dict,
+        results: dict,
         schema_name: str,
-        cls_config: Dict,
+        cls_config: dict,
         probs: np.ndarray,
     ) -> None:
         """Decode precomputed probabilities on either CPU or an accelerator."""
@@ -190,20 +190,20 @@ class SpanDecoder:
 
     def _extract_span_result(
         self,
-        results: Dict,
+        results: dict,
         schema_name: str,
         task_type: str,
-        raw_logits: Optional[np.ndarray],
+        raw_logits: np.ndarray | None,
         pred_count: int,
-        schema_tokens: List[str],
-        text_tokens: List[str],
+        schema_tokens: list[str],
+        text_tokens: list[str],
         text_len: int,
         original_text: str,
-        start_mapping: List[int],
-        end_mapping: List[int],
+        start_mapping: list[int],
+        end_mapping: list[int],
         threshold: float,
-        metadata: Dict,
-        cls_fields: Dict,
+        metadata: dict,
+        cls_fields: dict,
         include_confidence: bool,
         include_spans: bool,
     ):
@@ -218,9 +218,7 @@ class SpanDecoder:
             return
 
         if pred_count <= 0 or raw_logits is None:
-            if schema_name == "entities":
-                results[schema_name] = []
-            elif task_type == "relations":
+            if schema_name == "entities" or task_type == "relations":
                 results[schema_name] = []
             else:
                 results[schema_name] = {}
@@ -250,21 +248,21 @@ class SpanDecoder:
 
     def _decode_span_probabilities(
         self,
-        results: Dict,
+        results: dict,
         schema_name: str,
         task_type: str,
-        field_names: List[str],
+        field_names: list[str],
         span_scores: np.ndarray,
         raw_logits: np.ndarray,
         pred_count: int,
         text_len: int,
-        text_tokens: List[str],
+        text_tokens: list[str],
         original_text: str,
-        start_mapping: List[int],
-        end_mapping: List[int],
+        start_mapping: list[int],
+        end_mapping: list[int],
         threshold: float,
-        metadata: Dict,
-        cls_fields: Dict,
+        metadata: dict,
+        cls_fields: dict,
         include_confidence: bool,
         include_spans: bool,
     ) -> None:
@@ -334,18 +332,18 @@ class SpanDecoder:
 
     def _extract_entities(
         self,
-        entity_names: List[str],
+        entity_names: list[str],
         span_scores: np.ndarray,
         text_len: int,
-        text_tokens: List[str],
+        text_tokens: list[str],
         text: str,
-        start_map: List[int],
-        end_map: List[int],
+        start_map: list[int],
+        end_map: list[int],
         threshold: float,
-        metadata: Dict,
+        metadata: dict,
         include_confidence: bool,
         include_spans: bool,
-    ) -> List[Dict]:
+    ) -> list[dict]:
         """Extract entity results."""
         scores = span_scores[0, :, -text_len:]
         entity_results = OrderedDict()
@@ -403,19 +401,19 @@ class SpanDecoder:
     def _extract_relations(
         self,
         rel_name: str,
-        field_names: List[str],
+        field_names: list[str],
         span_scores: np.ndarray,
         count: int,
         text_len: int,
-        text_tokens: List[str],
+        text_tokens: list[str],
         text: str,
-        start_map: List[int],
-        end_map: List[int],
+        start_map: list[int],
+        end_map: list[int],
         threshold: float,
-        metadata: Dict,
+        metadata: dict,
         include_confidence: bool,
         include_spans: bool,
-    ) -> List[Union[Tuple[str, str], Dict]]:
+    ) -> list[tuple[str, str] | dict]:
         """Extract relation results with optional confidence and position info."""
         instances = []
 
@@ -491,20 +489,20 @@ class SpanDecoder:
     def _extract_structures(
         self,
         struct_name: str,
-        field_names: List[str],
+        field_names: list[str],
         span_scores: np.ndarray,
         count: int,
         text_len: int,
-        text_tokens: List[str],
+        text_tokens: list[str],
         text: str,
-        start_map: List[int],
-        end_map: List[int],
+        start_map: list[int],
+        end_map: list[int],
         threshold: float,
-        metadata: Dict,
-        cls_fields: Dict,
+        metadata: dict,
+        cls_fields: dict,
         include_confidence: bool,
         include_spans: bool,
-    ) -> List[Dict]:
+    ) -> list[dict]:
         """Extract structure results with optional position tracking."""
         instances = []
         ordered_fields = metadata.get("field_orders", {}).get(struct_name, field_names)
@@ -612,9 +610,9 @@ class SpanDecoder:
         threshold: float,
         text_len: int,
         text: str,
-        start_map: List[int],
-        end_map: List[int],
-    ) -> List[Tuple[str, float, int, int]]:
+        start_map: list[int],
+        end_map: list[int],
+    ) -> list[tuple[str, float, int, int]]:
         """Find valid spans above threshold. Returns (text, confidence, char_start, char_end)."""
         valid = np.nonzero(scores >= threshold)
         starts, widths = valid
@@ -638,12 +636,12 @@ class SpanDecoder:
 
     def _format_spans(
         self,
-        spans: List[Tuple],
+        spans: list[tuple],
         include_confidence: bool,
         include_spans: bool = False,
         already_finalized: bool = False,
-        overlap_policy: Optional[str] = None,
-    ) -> Union[List[str], List[Dict], List[Tuple]]:
+        overlap_policy: str | None = None,
+    ) -> list[str] | list[dict] | list[tuple]:
         """Format entity spans after canonical overlap decoding."""
         if not spans:
             return []
@@ -665,7 +663,7 @@ class SpanDecoder:
         else:
             return [s[0] for s in selected]
 
-    def _find_choice_idx(self, choice: str, tokens: List[str]) -> int:
+    def _find_choice_idx(self, choice: str, tokens: list[str]) -> int:
         """Find index of choice in tokens."""
         choice_lower = choice.lower()
         for i, tok in enumerate(tokens):

@@ -8,7 +8,7 @@ construction. Keep in step with the gliner2 version the converter records.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 
 def _is_score(value: object) -> bool:
@@ -41,11 +41,11 @@ def _format_classification(value: object, include_confidence: bool) -> object:
 
 
 def format_results(
-    results: Dict,
+    results: dict,
     include_confidence: bool = False,
-    requested_relations: Optional[List[str]] = None,
-    classification_tasks: Optional[List[str]] = None,
-) -> Dict[str, Any]:
+    requested_relations: list[str] | None = None,
+    classification_tasks: list[str] | None = None,
+) -> dict[str, Any]:
     """Format extraction results into the public AutoExtractor payload."""
     formatted = {}
     relations = {}
@@ -54,16 +54,10 @@ def format_results(
 
     for key, value in results.items():
         is_classification = key in classification_tasks
-        is_relation = False
-
-        if not is_classification:
-            if key in requested_relations:
-                is_relation = True
-            elif isinstance(value, list) and len(value) > 0:
-                if isinstance(value[0], tuple) and len(value[0]) == 2:
-                    is_relation = True
-                elif isinstance(value[0], dict) and "head" in value[0] and "tail" in value[0]:
-                    is_relation = True
+        looks_like_relations = isinstance(value, list) and len(value) > 0 and (
+            (isinstance(value[0], tuple) and len(value[0]) == 2)
+            or (isinstance(value[0], dict) and "head" in value[0] and "tail" in value[0]))
+        is_relation = not is_classification and (key in requested_relations or looks_like_relations)
 
         if is_classification:
             formatted[key] = _format_classification(value, include_confidence)
@@ -79,9 +73,9 @@ def format_results(
                     formatted[key] = [format_struct(v, include_confidence) for v in value]
             elif isinstance(value[0], tuple):
                 if include_confidence:
-                    formatted[key] = [{"label": l, "confidence": c} for l, c in value]
+                    formatted[key] = [{"label": label, "confidence": c} for label, c in value]
                 else:
-                    formatted[key] = [l for l, _ in value]
+                    formatted[key] = [label for label, _ in value]
             else:
                 formatted[key] = value
         elif isinstance(value, tuple):
@@ -102,7 +96,7 @@ def format_results(
     return formatted
 
 
-def format_entity_dict(entities: Dict, include_confidence: bool) -> Dict:
+def format_entity_dict(entities: dict, include_confidence: bool) -> dict:
     """Deduplicate and optionally keep confidence on an entity-type map."""
     formatted = {}
     for name, spans in entities.items():
@@ -141,7 +135,7 @@ def format_entity_dict(entities: Dict, include_confidence: bool) -> Dict:
     return formatted
 
 
-def format_struct(struct: Dict, include_confidence: bool) -> Dict:
+def format_struct(struct: dict, include_confidence: bool) -> dict:
     """Deduplicate and optionally keep confidence on a structure instance."""
     formatted = {}
     for field, value in struct.items():

@@ -23,8 +23,8 @@ window arithmetic compiled into one OpenVINO graph (:class:`SpanWindows`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class SpanWindows:
     second for 16 texts of 60 words); OpenVINO runs it on every core.
     """
 
-    def __init__(self, core, max_width: int, first_bias: Optional[np.ndarray], properties: dict):
+    def __init__(self, core, max_width: int, first_bias: np.ndarray | None, properties: dict):
         import openvino as ov
         from openvino import opset13 as ops
 
@@ -116,7 +116,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class SpanHeads:
     """The heads of a bundle's span model (see the module docstring)."""
 
-    def __init__(self, directory: Path, precision: str, *, cache_dir: Optional[Path] = None, core=None):
+    def __init__(self, directory: Path, precision: str, *, cache_dir: Path | None = None, core=None):
         import openvino as ov
 
         core = core or ov.Core()
@@ -245,7 +245,7 @@ class SpanHeads:
             raw_logits[i][j] = task.reshape(count_dim, field_dim, task.shape[-2], task.shape[-1])
         return raw_logits, pred_counts
 
-    def classification_logits(self, samples, schema_embs: list[list[np.ndarray]]) -> list[list[Optional[np.ndarray]]]:
+    def classification_logits(self, samples, schema_embs: list[list[np.ndarray]]) -> list[list[np.ndarray | None]]:
         """Per sample and task: ``classifier(embs[1:]).squeeze(-1)`` for classification tasks, else None.
 
         All label rows of the batch go through the classifier in one call (it is row-wise).

@@ -19,17 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 from . import chunking
 from .bundle import Bundle, BundleError
 from .decoding import decode_sample
+from .formatting import format_results
 from .heads import SpanHeads
 from .openvino_compile import Encoder
 from .preprocess import Preprocessor
-from .formatting import format_results
 from .schema_dict import library_schema
 from .weight_pages import release_weight_pages
 
@@ -57,11 +57,11 @@ class BundleModel:
     heads: SpanHeads
     enable_records: bool
     architecture: str = "span"
-    last_token_counts: Optional[list[int]] = None
+    last_token_counts: list[int] | None = None
     last_stage_times: StageTimes = field(default_factory=StageTimes)
 
     @classmethod
-    def load(cls, bundle: Bundle, precision: str, *, cache_dir: Optional[Path] = None) -> "BundleModel":
+    def load(cls, bundle: Bundle, precision: str, *, cache_dir: Path | None = None) -> BundleModel:
         from tokenizers import Tokenizer
 
         if not bundle.serves(precision):
@@ -116,7 +116,7 @@ class BundleModel:
 
     def batch_extract(self, texts: list[str], schemas: list, batch_size: int = 8, threshold: float = 0.5,
                       format_results: bool = True, include_confidence: bool = False,
-                      include_spans: bool = False, max_len: Optional[int] = None) -> list[dict]:
+                      include_spans: bool = False, max_len: int | None = None) -> list[dict]:
         """gliner2 2.1.0 ``batch_extract`` for ``schemas`` of ``(schema_dict, metadata)``, one per text."""
         if not texts:
             return []

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -86,7 +87,7 @@ class LeanSample:
     schema_positions: list[list[int]]
     length: int
     word_pieces: list[int] = field(default_factory=list)
-    marker_positions: Optional[list[tuple[int, int]]] = None
+    marker_positions: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -192,8 +193,8 @@ class Preprocessor:
                     prefix_tokens.extend(["(", f"{parent}:", *inner, ")"])
         return prefix_tokens
 
-    def _transform_schema(self, parent: str, fields: list[str], child_prefix: str, prompt: Optional[str] = None,
-                          examples: Optional[list] = None, label_descriptions: Optional[Mapping[str, str]] = None,
+    def _transform_schema(self, parent: str, fields: list[str], child_prefix: str, prompt: str | None = None,
+                          examples: list | None = None, label_descriptions: Mapping[str, str] | None = None,
                           example_mode: str = "both") -> list[str]:
         """gliner2 2.1.0 `SchemaTransformer._transform_schema` (inference: no shuffling)."""
         prompt_str = parent
@@ -305,7 +306,7 @@ class Preprocessor:
         word_positions: list[int] = []
         word_pieces: list[int] = []
         schema_positions: list[list[int]] = [[] for _ in schema_tokens_list]
-        marker_positions: Optional[list[tuple[int, int]]] = [] if pooled else None
+        marker_positions: list[tuple[int, int]] | None = [] if pooled else None
         current_schema = 0
         found_sep = False
 
@@ -337,7 +338,7 @@ class Preprocessor:
 
     # -- collation --------------------------------------------------------------------------------
 
-    def _transform(self, text: str, schema: dict, max_len: Optional[int]) -> tuple[list[int], LeanSample]:
+    def _transform(self, text: str, schema: dict, max_len: int | None) -> tuple[list[int], LeanSample]:
         """gliner2 2.1.0 `SchemaTransformer._transform_record` in inference mode, without gold targets."""
         prefix = self._classification_prefix(schema)
         text_tokens: list[str] = []
@@ -390,7 +391,7 @@ class Preprocessor:
         )
         return ids, sample
 
-    def collate(self, texts: list[str], schema_dicts: list[dict], max_len: Optional[int] = None) -> LeanBatch:
+    def collate(self, texts: list[str], schema_dicts: list[dict], max_len: int | None = None) -> LeanBatch:
         """gliner2 2.1.0 `collate_fn_inference` (span): ``_collate_batch`` then ``_pad_batch``.
 
         ``max_len`` caps each text's words (prefix excluded), as the library's
@@ -404,7 +405,7 @@ class Preprocessor:
             text = self.normalize_text(text)
             try:
                 records.append(self._transform(text, copy.deepcopy(schema), max_len))
-            except Exception as exc:  # noqa: BLE001 - the library's error_policy="fallback"
+            except Exception as exc:
                 logger.warning("record failed to transform (%s: %s); substituting a fallback record with no "
                                "gold targets (error_policy='fallback')", type(exc).__name__, exc)
                 records.append(self._fallback(text, schema))

@@ -17,7 +17,7 @@ range checks on thresholds (``ExtractionSchema`` already enforces them).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any
 
 from ..core.schema import ExtractionSchema
 
@@ -25,19 +25,19 @@ from ..core.schema import ExtractionSchema
 class _StructureBuilder:
     """gliner2 2.1.0 `StructureBuilder`: fields collect here and land in the schema on `_auto_finish`."""
 
-    def __init__(self, schema: "_Schema", parent: str, *, mode: Optional[str]):
+    def __init__(self, schema: _Schema, parent: str, *, mode: str | None):
         self.schema = schema
         self.parent = parent
-        self.fields: "OrderedDict[str, Any]" = OrderedDict()
-        self.descriptions: "OrderedDict[str, str]" = OrderedDict()
+        self.fields: OrderedDict[str, Any] = OrderedDict()
+        self.descriptions: OrderedDict[str, str] = OrderedDict()
         self.field_order: list[str] = []
         self._finished = False
         self._mode = mode
-        self._field_records: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
+        self._field_records: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def field(self, name: str, dtype: str = "list", choices: Optional[list[str]] = None,
-              description: Optional[str] = None, threshold: Optional[float] = None,
-              cardinality: Optional[str] = None, exclusive: bool = False) -> "_StructureBuilder":
+    def field(self, name: str, dtype: str = "list", choices: list[str] | None = None,
+              description: str | None = None, threshold: float | None = None,
+              cardinality: str | None = None, exclusive: bool = False) -> _StructureBuilder:
         """gliner2 2.1.0 `StructureBuilder.field` (without validators)."""
         self.fields[name] = {"value": "", "choices": choices} if choices else ""
         self.field_order.append(name)
@@ -89,7 +89,7 @@ class _Schema:
         self._field_orders: dict[str, list[str]] = {}
         self._entity_order: list[str] = []
         self._relation_order: list[str] = []
-        self._active_builder: Optional[_StructureBuilder] = None
+        self._active_builder: _StructureBuilder | None = None
 
     def _finish_builder(self) -> None:
         if self._active_builder:
@@ -109,7 +109,7 @@ class _Schema:
         self._record_metadata[parent] = entry
 
     def entities(self, entity_types: dict[str, dict], dtype: str = "list",
-                 threshold: Optional[float] = None) -> "_Schema":
+                 threshold: float | None = None) -> _Schema:
         """gliner2 2.1.0 `Schema.entities` for the dict-of-configs form."""
         self._finish_builder()
         for name, config in entity_types.items():
@@ -126,7 +126,7 @@ class _Schema:
         return self
 
     def classification(self, task: str, labels, multi_label: bool = False,
-                       cls_threshold: float = 0.5) -> "_Schema":
+                       cls_threshold: float = 0.5) -> _Schema:
         """gliner2 2.1.0 `Schema.classification` (no ``top_k`` or extra task options)."""
         self._finish_builder()
         label_names = list(labels.keys()) if isinstance(labels, dict) else labels
@@ -139,14 +139,14 @@ class _Schema:
         self.schema["classifications"].append(config)
         return self
 
-    def structure(self, name: str, *, mode: Optional[str] = None) -> _StructureBuilder:
+    def structure(self, name: str, *, mode: str | None = None) -> _StructureBuilder:
         """gliner2 2.1.0 `Schema.structure` (no anchor or occurrence policy)."""
         if self._active_builder:
             self._active_builder._auto_finish()
         self._active_builder = _StructureBuilder(self, name, mode=mode)
         return self._active_builder
 
-    def relations(self, relation_types: dict[str, dict], threshold: Optional[float] = None) -> "_Schema":
+    def relations(self, relation_types: dict[str, dict], threshold: float | None = None) -> _Schema:
         """gliner2 2.1.0 `Schema.relations` for the dict-of-configs form."""
         self._finish_builder()
         for name, config in relation_types.items():

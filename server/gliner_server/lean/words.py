@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable, Iterator, Mapping, Optional
+from collections.abc import Callable, Iterator, Mapping
 
 Word = tuple[str, int, int]
 WordSplitter = Callable[..., Iterator[Word]]
@@ -39,7 +39,8 @@ _WORD = rf"[\w{_COMBINING_MARKS}\u200c\u200d]"
 
 
 class WhitespaceTokenSplitter:
-    """gliner2 2.1.0 `WhitespaceTokenSplitter`: URLs, e-mails, @handles, hyphen/underscore-joined words, else one non-space."""
+    """gliner2 2.1.0 `WhitespaceTokenSplitter`: URLs, e-mails, @handles, hyphen/underscore-joined words, else one
+    non-space."""
 
     __slots__ = ()
 
@@ -78,7 +79,7 @@ WORD_SPLITTERS = {
 DEFAULT_WORD_SPLITTER = "whitespace"
 
 
-def word_splitter(settings: Optional[Mapping[str, str]] = None) -> WordSplitter:
+def word_splitter(settings: Mapping[str, str] | None = None) -> WordSplitter:
     """The splitter a settings dict names (gliner2 2.1.0 `resolve_word_splitter` for built-in names).
 
     ``None`` or a missing ``kind`` is the library's default (``"whitespace"``).

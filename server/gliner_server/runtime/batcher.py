@@ -52,8 +52,9 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Protocol, Sequence
+from typing import Any, Protocol
 
 from ..errors import ErrorKind, ServiceError
 
@@ -333,7 +334,7 @@ class BatchScheduler:
         self.stats.running = len(texts)
         try:
             results, tokens = self._run_slices(texts, schemas, jobs[0].options, chunk)
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting request thread(s)
+        except BaseException as error:
             self.stats.running = 0
             if len(jobs) > 1:
                 self.stats.shared_pass_failures += 1

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from ..lean.bundle import CONVERTER_REVISION, Bundle, BundleError, is_bundle, open_bundle
 from ..lean.openvino_compile import ir_weights
@@ -36,7 +35,7 @@ def bundle_dir(cache_dir: Path, digest: str, precision: str) -> Path:
     return cache_dir / "bundles" / f"{digest}-{ir_weights(precision)}-c{CONVERTER_REVISION}-ov{version}"
 
 
-def source_digest(checkpoint_dir: Path, adapter: Optional[Path], cache_dir: Path) -> str:
+def source_digest(checkpoint_dir: Path, adapter: Path | None, cache_dir: Path) -> str:
     digest = content_digest(checkpoint_dir, cache_dir)
     if adapter is not None:
         combined = f"{digest}+{content_digest(adapter, cache_dir)}"
@@ -45,7 +44,7 @@ def source_digest(checkpoint_dir: Path, adapter: Optional[Path], cache_dir: Path
 
 
 def find_bundle(model_id: str, precision: str, cache_dir: Path,
-                adapter: str | Path | None = None) -> tuple[Optional[Bundle], float]:
+                adapter: str | Path | None = None) -> tuple[Bundle | None, float]:
     """``(bundle, seconds spent converting)``; the bundle is None when the lean runtime cannot run the model.
 
     ``model_id`` may itself be a bundle directory. Otherwise the checkpoint is

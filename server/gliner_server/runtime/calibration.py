@@ -17,7 +17,7 @@ not the same texts, so the agreement it measures is on held-out text.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

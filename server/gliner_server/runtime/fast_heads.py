@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import types
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +57,7 @@ def install(model) -> bool:
     return True
 
 
-def count_embed_many(count_embed, tasks: List[Tuple[torch.Tensor, int]]) -> List[torch.Tensor]:
+def count_embed_many(count_embed, tasks: list[tuple[torch.Tensor, int]]) -> list[torch.Tensor]:
     """``[count_embed(fields, steps) for fields, steps in tasks]`` in one pass.
 
     ``fields`` is ``(M, D)``; each result is ``(min(steps, max_count), M, D)``,
@@ -111,15 +110,15 @@ def count_embed_many(count_embed, tasks: List[Tuple[torch.Tensor, int]]) -> List
 def _direct_span_logits_batched(
     self,
     batch,
-    all_token_embs: List[torch.Tensor],
-    all_schema_embs: List[List[List[torch.Tensor]]],
-) -> Tuple[List[List[Optional[torch.Tensor]]], List[List[int]]]:
+    all_token_embs: list[torch.Tensor],
+    all_schema_embs: list[list[list[torch.Tensor]]],
+) -> tuple[list[list[torch.Tensor | None]], list[list[int]]]:
     """gliner2 2.1.0 ``SpanExtractor._compute_direct_span_logits_batched``, count embedding batched."""
     batch_size = len(batch)
-    raw_logits: List[List[Optional[torch.Tensor]]] = [
+    raw_logits: list[list[torch.Tensor | None]] = [
         [None] * len(batch.task_types[i]) for i in range(batch_size)
     ]
-    pred_counts: List[List[int]] = [[0] * len(batch.task_types[i]) for i in range(batch_size)]
+    pred_counts: list[list[int]] = [[0] * len(batch.task_types[i]) for i in range(batch_size)]
 
     count_records = []
     count_inputs = []
@@ -155,8 +154,8 @@ def _direct_span_logits_batched(
         pending.append((sample_idx, task_idx, embs[1:], 1 if entities else pred_count))
     projections = count_embed_many(self.count_embed, [(fields, n) for _, _, fields, n in pending])
 
-    query_chunks: List[List[torch.Tensor]] = [[] for _ in range(batch_size)]
-    query_slices: Dict[Tuple[int, int], Tuple[int, int, int, int]] = {}
+    query_chunks: list[list[torch.Tensor]] = [[] for _ in range(batch_size)]
+    query_slices: dict[tuple[int, int], tuple[int, int, int, int]] = {}
     query_offsets = [0] * batch_size
     for (sample_idx, task_idx, _, _), struct_proj in zip(pending, projections):
         count_dim, field_dim, hidden = struct_proj.shape

@@ -8,16 +8,17 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..core.engine import ModelCall, OutputOptions, Timing
 from ..errors import ErrorKind, ServiceError
 from ..lean.openvino_compile import PRECISIONS, ir_weights
 from . import long_text
 from .batcher import NO_EVENTS, BatchEvents, BatchPolicy, BatchScheduler, Job, JobSpec
-from .checkpoint import CheckpointUnavailable, resolve_checkpoint, content_digest
+from .checkpoint import CheckpointUnavailable, content_digest, resolve_checkpoint
 
 # What loads a model (see load_model): "auto" serves a converted bundle with the lean runtime
 # (gliner_server.lean, no PyTorch) wherever it can run the model, and the gliner2 library with an
@@ -66,7 +67,7 @@ class LoadedModel:
                                                  events=self.events)
             return self._scheduler
 
-    def start(self, calls: Sequence[ModelCall], cancellation=None) -> list["PendingExtraction"]:
+    def start(self, calls: Sequence[ModelCall], cancellation=None) -> list[PendingExtraction]:
         """Queue ``calls`` together on the model's scheduler; wait for each with ``result(timeout)``."""
         specs, merges = [], []
         for call in calls:

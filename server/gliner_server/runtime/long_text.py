@@ -10,7 +10,7 @@ service's batcher run the chunks, so they share passes with other requests.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core.limits import Window
 

@@ -33,10 +33,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import deberta_attention
 from ..lean.openvino_compile import (  # noqa: F401 - re-exported: the library path's names
-    IR_WEIGHTS, OUTPUT_NAME, PRECISIONS, Encoder, compile_cached, compile_config, cpu_supports_bf16,
-    ir_weights, is_activation_quantized, save_ir, set_runtime_cache_entries)
+    IR_WEIGHTS,
+    OUTPUT_NAME,
+    PRECISIONS,
+    Encoder,
+    compile_cached,
+    compile_config,
+    cpu_supports_bf16,
+    ir_weights,
+    is_activation_quantized,
+    save_ir,
+    set_runtime_cache_entries,
+)
+from . import deberta_attention
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import types
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -71,7 +70,7 @@ class RowwiseOpenVINO(torch.nn.Module):
         return tensors[0] if len(tensors) == 1 else tensors
 
 
-def convert_rows(function: torch.nn.Module, in_dim: int, ir_path: Optional[Path] = None):
+def convert_rows(function: torch.nn.Module, in_dim: int, ir_path: Path | None = None):
     """``function`` as an OpenVINO model with a dynamic row count (fp32 weights).
 
     With ``ir_path``, the conversion is saved there and later calls read it back
@@ -127,7 +126,7 @@ class _Linear(torch.nn.Module):
         return F.linear(x, self.weight, self.bias)
 
 
-def _score_queries(self, h: torch.Tensor, queries: torch.Tensor, text_lengths: Optional[torch.Tensor] = None,
+def _score_queries(self, h: torch.Tensor, queries: torch.Tensor, text_lengths: torch.Tensor | None = None,
                    *, mask_invalid: bool = True) -> torch.Tensor:
     """gliner2 2.1.0 ``SpanMarkerV0.score_queries`` (eval mode) with its projections in OpenVINO."""
     B, L, H = h.shape
@@ -199,7 +198,8 @@ def install(model, precision: str, *, cache_dir=None, ir_dir=None) -> list[str]:
             moved.append(name)
     count_embed = getattr(model, "count_embed", None)
     if type(count_embed) is CountLSTM and _is_plain_mlp(count_embed.projector):
-        object.__setattr__(count_embed, "projector", compile_rows(count_embed.projector, 2 * hidden, "count_embed_projector"))
+        object.__setattr__(count_embed, "projector",
+                           compile_rows(count_embed.projector, 2 * hidden, "count_embed_projector"))
         gru = count_embed.gru
         object.__setattr__(count_embed, "hidden_linear",
                            compile_rows(_Linear(gru.weight_hh_l0, gru.bias_hh_l0), hidden,

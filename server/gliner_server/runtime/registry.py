@@ -27,11 +27,11 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from ..errors import ErrorKind, ServiceError
 from .batcher import NO_EVENTS, BatchEvents, BatchPolicy
@@ -290,7 +290,7 @@ class ModelRegistry:
         try:
             model = self._loader(spec.source, precision=self.precision, cache_dir=self.cache_dir,
                                  adapter=spec.adapter)
-        except BaseException as error:  # noqa: BLE001 - any load failure becomes one client-facing error
+        except BaseException as error:
             self._failed(entry, error, what, time.monotonic() - started)
             return
         # The loader names the model after its source; clients know it by its id.
@@ -407,7 +407,5 @@ def release_freed_memory() -> None:
     import gc
 
     gc.collect()
-    try:
+    with suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 from ..runtime.registry import ModelSpec
 from .jobs import JOB_ID, JobRecord
@@ -22,7 +21,7 @@ from .jobs import JOB_ID, JobRecord
 TRAINING_DIR_ENV = "GLINER2_TRAINING_DIR"
 
 
-def resolve_training_dir(training_dir: Optional[str | Path], data_dir: Optional[str | Path]) -> Path:
+def resolve_training_dir(training_dir: str | Path | None, data_dir: str | Path | None) -> Path:
     """The training directory: explicit, else ``$GLINER2_TRAINING_DIR``, else ``DATA_DIR/training``."""
     from ..history.cli import DEFAULT_DATA_DIR
 
@@ -44,7 +43,7 @@ def inside(training_dir: Path, relative: str) -> Path:
     return path
 
 
-def model_source(job: JobRecord, training_dir: Path, *, bundle: bool = True) -> tuple[str, Optional[str]]:
+def model_source(job: JobRecord, training_dir: Path, *, bundle: bool = True) -> tuple[str, str | None]:
     """(checkpoint source, LoRA adapter directory or None) of a complete job's model.
 
     A job whose model was converted into a bundle (see ``runner._bundle``) is
@@ -81,7 +80,7 @@ class JobModels:
         self.miss_ttl_s = miss_ttl_s
         self._misses: dict[str, float] = {}
 
-    def __call__(self, model_id: str) -> Optional[ModelSpec]:
+    def __call__(self, model_id: str) -> ModelSpec | None:
         if self.jobs is None or not JOB_ID.match(model_id):
             return None
         now = time.monotonic()

@@ -16,8 +16,9 @@ Counts are pooled over the split (micro-averaged) and kept per label.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from gliner2.training.metrics import f1_from_counts
 
@@ -162,7 +163,7 @@ def score_record(evaluation: Evaluation, output: dict, predicted: dict) -> None:
 
 
 def evaluate(model, records: list[dict], *, threshold: float = 0.5, batch_size: int = 8,
-             stop: Optional[Callable[[], None]] = None) -> dict:
+             stop: Callable[[], None] | None = None) -> dict:
     """Scores of ``model`` (a gliner2 model) on ``records``; ``stop()`` is called between batches
     (it raises to abandon the evaluation)."""
     evaluation = Evaluation()

@@ -20,7 +20,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -56,16 +56,16 @@ class JobRecord:
     status: str
     created_at: datetime
     spec: dict
-    project_id: Optional[str] = None
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    heartbeat_at: Optional[datetime] = None
-    worker: Optional[str] = None
+    project_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    worker: str | None = None
     stop_requested: bool = False
-    progress: Optional[dict] = None
-    evaluation: Optional[dict] = None
-    artifact: Optional[dict] = None
-    error: Optional[str] = None
+    progress: dict | None = None
+    evaluation: dict | None = None
+    artifact: dict | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class JobRequest:
     training_type: str
     nr_epochs: int
     learning_rate: float
-    project_id: Optional[str]
+    project_id: str | None
     held_out_fraction: float
     batch_size: int
 
@@ -105,8 +105,8 @@ class JobRequest:
 
 
 def validate_request(*, base_model: str, base: dict, dataset_names: list[str], model_name: str,
-                     training_type: str, nr_epochs: int, learning_rate: float, project_id: Optional[str],
-                     held_out_fraction: Optional[float], batch_size: int, limits: JobLimits) -> JobRequest:
+                     training_type: str, nr_epochs: int, learning_rate: float, project_id: str | None,
+                     held_out_fraction: float | None, batch_size: int, limits: JobLimits) -> JobRequest:
     """The request with defaults filled in; 400 naming the first bad field."""
     if not dataset_names:
         raise ServiceError.invalid("A training job needs at least one dataset: \"datasets\": [{\"name\": ...}]",
@@ -184,8 +184,8 @@ class JobStore:
         self.store._bounded(insert)
         return job
 
-    def list(self, client_id: str, *, status: Optional[str] = None,
-             project_id: Optional[str] = None) -> list[JobRecord]:
+    def list(self, client_id: str, *, status: str | None = None,
+             project_id: str | None = None) -> list[JobRecord]:
         if status and status not in STATUSES:
             raise ServiceError.invalid(f"status must be one of {', '.join(STATUSES)}, got {shown(status)}",
                                        field="status")
@@ -203,7 +203,7 @@ class JobStore:
 
         return [_job_from_row(row) for row in self.store._bounded(select)]
 
-    def completed_for(self, client_id: str, *, timeout_s: Optional[float] = None) -> list[JobRecord]:
+    def completed_for(self, client_id: str, *, timeout_s: float | None = None) -> list[JobRecord]:
         """The client's complete jobs, newest first (the model listing's: no reaping, its own time bound)."""
         def select():
             with self.store._transaction() as connection:
@@ -263,7 +263,7 @@ class JobStore:
         self.log(job_id, "INFO", "stop requested")
         return self.get(client_id, job_id)
 
-    def completed(self, job_id: str) -> Optional[JobRecord]:
+    def completed(self, job_id: str) -> JobRecord | None:
         """A complete job by id, whoever owns it (the model registry's lookup); None otherwise."""
         if not JOB_ID.match(job_id or ""):
             return None
@@ -311,7 +311,7 @@ class JobStore:
 
     # -- the worker's side ----------------------------------------------------------------
 
-    def claim(self, worker: str) -> Optional[JobRecord]:
+    def claim(self, worker: str) -> JobRecord | None:
         """Take the oldest requested job for ``worker`` (status ``running``); None when there is none."""
         now = utc_now()
         query = (sa.select(training_jobs.c.id).where(training_jobs.c.status == "requested")
@@ -344,7 +344,7 @@ class JobStore:
         row = self.store._bounded(take)
         return None if row is None else _job_from_row(row)
 
-    def heartbeat(self, job_id: str, worker: str, progress: Optional[dict] = None) -> Optional[bool]:
+    def heartbeat(self, job_id: str, worker: str, progress: dict | None = None) -> bool | None:
         """Mark ``worker`` alive on its job (and store ``progress``); whether a stop was asked for.
 
         None when the job is no longer this worker's running job (reaped, or taken over).
@@ -365,9 +365,9 @@ class JobStore:
 
         return self.store._bounded(update)
 
-    def finish(self, job_id: str, worker: str, status: str, *, progress: Optional[dict] = None,
-               evaluation: Optional[dict] = None, artifact: Optional[dict] = None,
-               error: Optional[str] = None) -> bool:
+    def finish(self, job_id: str, worker: str, status: str, *, progress: dict | None = None,
+               evaluation: dict | None = None, artifact: dict | None = None,
+               error: str | None = None) -> bool:
         """End ``worker``'s running job; False when it was not (any longer) this worker's."""
         if status not in FINISHED:
             raise ValueError(f"not a final status: {status}")

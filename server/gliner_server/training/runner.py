@@ -10,12 +10,12 @@ stop it (:class:`TrainingStopped`) between steps.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from .evaluation import compare, evaluate
 
@@ -60,7 +60,7 @@ def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list
     return [records[i] for i in order[held:]], [records[i] for i in order[:held]]
 
 
-def load_library_model(source: str, adapter: Optional[str] = None):
+def load_library_model(source: str, adapter: str | None = None):
     """A gliner2 PyTorch model from a hub id or directory, with a LoRA adapter merged in (as the server does)."""
     from gliner2 import AutoExtractor
 
@@ -105,15 +105,13 @@ class _ToReporter(logging.Handler):
         self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.reporter.log(record.levelname, record.getMessage())
-        except Exception:  # noqa: BLE001 - a log line must never break training
-            pass
 
 
-def run_training(base_source: str, base_adapter: Optional[str], records: list[dict], out_dir: Path,
+def run_training(base_source: str, base_adapter: str | None, records: list[dict], out_dir: Path,
                  settings: RunSettings, reporter: Reporter = Reporter(), *,
-                 eval_records: Optional[list[dict]] = None) -> dict:
+                 eval_records: list[dict] | None = None) -> dict:
     """Train and evaluate; the model ends up in ``out_dir/model``.
 
     ``eval_records``: a separate evaluation set (the demo build's); otherwise

@@ -1109,10 +1109,7 @@ def _valid(record: dict) -> bool:
         for fields in item.values():
             if any(not v or v.lower() not in text for v in fields.values()):
                 return False
-    for cls in output.get("classifications", []):
-        if cls["true_label"] not in cls["labels"]:
-            return False
-    return True
+    return all(cls["true_label"] in cls["labels"] for cls in output.get("classifications", []))
 
 
 def _iter_tagged(seed: int, split: str) -> Iterator[tuple[str, dict]]:

@@ -18,6 +18,7 @@ that finds another one holding the training directory's lock waits for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import multiprocessing
@@ -30,7 +31,6 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Optional
 
 from ..lifetime import child_env, die_with_parent, follow_parent
 
@@ -75,7 +75,7 @@ class Worker:
     """The polling loop and the supervision of one job's child process."""
 
     def __init__(self, args: argparse.Namespace, database_url: str, training_dir: Path,
-                 stopping: Optional[threading.Event] = None):
+                 stopping: threading.Event | None = None):
         from ..history.store import HistoryStore
         from .jobs import JobStore
 
@@ -95,7 +95,7 @@ class Worker:
             try:
                 self.jobs.reap_stale()
                 job = self.jobs.claim(self.name)
-            except Exception as error:  # noqa: BLE001 - the database may be away for a while: keep polling
+            except Exception as error:
                 logger.warning("cannot reach the job queue: %s", error)
             if job is None:
                 if self.args.once:
@@ -124,7 +124,7 @@ class Worker:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-        stop_sent: Optional[float] = None
+        stop_sent: float | None = None
         reason = None
         while True:
             child.join(self.args.heartbeat_seconds)
@@ -132,7 +132,7 @@ class Worker:
                 break
             try:
                 wanted = self.jobs.heartbeat(job.id, self.name)
-            except Exception as error:  # noqa: BLE001 - a missed heartbeat is retried; staleness decides
+            except Exception as error:
                 logger.warning("job %s: heartbeat failed: %s", job.id, error)
                 continue
             if wanted is None:    # reaped or ended elsewhere: it is not ours any longer
@@ -159,14 +159,14 @@ class Worker:
         try:
             if self.jobs.finish(job.id, self.name, status, error=error):
                 self._log(job.id, "ERROR" if status == "failed" else "INFO", error)
-        except Exception as failure:  # noqa: BLE001 - staleness will fail the job if this could not
+        except Exception as failure:
             logger.warning("job %s: could not record its end: %s", job.id, failure)
         logger.info("job %s: ended (child exit %s)", job.id, code)
 
     def _log(self, job_id: str, level: str, message: str) -> None:
         try:
             self.jobs.log(job_id, level, message)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("job %s: could not write its log", job_id)
 
     def close(self) -> None:
@@ -217,10 +217,8 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(OSError):
         os.nice(nice)
-    except OSError:
-        pass
     # Warnings and errors on standard error; the trainer's INFO lines go to the job's log (runner._ToReporter).
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s %(levelname)s {job_id} %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
@@ -276,7 +274,7 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
             error = "the worker shut down during the job; request it again"
     except ServiceError as failure:
         error = failure.message
-    except Exception as failure:  # noqa: BLE001 - whatever training raises fails the job, with the reason
+    except Exception as failure:
         error = f"{type(failure).__name__}: {failure}"
         for line in traceback.format_exc().splitlines()[-20:]:
             reporter.log("ERROR", line)
@@ -293,7 +291,7 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
     os._exit(0)   # skip interpreter teardown (PyTorch's thread pools)
 
 
-def _single_worker_lock(training_dir: Path, stopping: threading.Event) -> Optional[int]:
+def _single_worker_lock(training_dir: Path, stopping: threading.Event) -> int | None:
     """SQLite: one worker per database; waits while another worker holds the lock."""
     training_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(training_dir / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -333,7 +331,7 @@ def main(argv=None) -> None:
             return
     try:
         worker = Worker(args, database_url, training_dir, stopping)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         sys.exit(f"gliner2-train-worker: cannot open the job queue: {type(error).__name__}: {error}")
     print(f"gliner2-train-worker: WAITING for jobs ({worker.name})", flush=True)
     try:
@@ -362,7 +360,7 @@ class WorkerProcess:
         self.process = None
         self.restarts = 0
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         import subprocess
 
         self.process = subprocess.Popen(self.argv, env=child_env(), stdout=subprocess.DEVNULL)
