@@ -9,6 +9,8 @@ never asserted here (the machine is shared).
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -174,6 +176,8 @@ def test_the_serve_command_serves_a_bundle_and_the_library_path_skips_the_pytorc
     try:
         log = stack.log_path.read_text()
         assert "since process start; model loaded in " in log and "lean runtime (no PyTorch))" in log
+        assert re.search(r"phases: interpreter and imports [0-9.]+s, set-up [0-9.]+s, model [0-9.]+s, "
+                         r"warm-up [0-9.]+s, Envoy routing [0-9.]+s", log), log[-3000:]
         assert "converting" not in log      # the cached bundle, not a new conversion
     finally:
         assert stop_stack(stack) == 0, stack.log()

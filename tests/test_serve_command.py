@@ -109,6 +109,7 @@ def test_sigterm_during_a_long_model_load_stops_at_once(big_checkpoints, tmp_pat
     print(f"stopped {stopped_in:.2f}s after SIGTERM, during the conversion")
     assert code == 0 and stopped_in < 5, log
     assert "stopped during start-up (SIGTERM)" in log and "SERVING" not in log.replace("NOT_SERVING", "")
+    assert "encoder to OpenVINO IR" in log and "s elapsed)" in log     # the conversion's steps, with their time
     assert not _pids_alive(_envoy_pids(run_dir)), "Envoy outlived gliner2-serve"
     def converters():
         return subprocess.run(["pgrep", "-f", f"gliner_server.conversion.bundle {big_checkpoints[0]}"],

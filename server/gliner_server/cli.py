@@ -321,12 +321,17 @@ def run_server(args, stop: _Stop, *, announce: bool = True) -> None:
             _release(envoy, server, history)
             sys.exit(f"gliner2-serve: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {error}")
     watch = None
+    phases = {"set-up": time.perf_counter() - started}   # history, gRPC server, Envoy's start (not its wait)
     try:
+        mark = time.perf_counter()
         model = registry.preload(stop=stop.event)
+        phases["model"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         if model is not None and envoy is not None:
             envoy.process.wait_live()
         if model is not None:
             _warm_up(registry, model, stop)
+        phases["warm-up"] = time.perf_counter() - mark
         if stop.event.is_set():
             logger.info("stopped during start-up (%s)", signal.Signals(stop.signal).name)
             _release(envoy, server, history)
@@ -342,19 +347,24 @@ def run_server(args, stop: _Stop, *, announce: bool = True) -> None:
             print(f"gliner2-serve: {error.__cause__ or error.message}", file=sys.stderr, flush=True)
             os._exit(1)
         raise
+    mark = time.perf_counter()
     if envoy is not None and not envoy.process.wait_for_healthy_upstream(timeout_s=30):
         logger.warning("Envoy does not see the gRPC server as healthy yet\n%s", envoy.process.log_tail())
+    phases["Envoy routing"] = time.perf_counter() - mark
     ready = time.perf_counter() - started
     where = f"port {envoy.process.port} (REST and gRPC)" if envoy else f"gRPC {args.grpc_host}:{server.port}"
     since_start = _seconds_since_process_start()
     runtime = ("lean runtime (no PyTorch)" if model.runtime == "lean"
                else f"gliner2 library runtime, {model.import_seconds:.1f}s of it importing the library")
     converted = f", {model.convert_seconds:.1f}s converting it into a bundle" if model.convert_seconds else ""
+    if since_start is not None:
+        phases = {"interpreter and imports": max(0.0, since_start - ready), **phases}
     logger.info("%s %s on %s; precision %s; %s; history in %s; ready in %.1fs (%s since process start; "
-                "model loaded in %.1fs, %s%s)", "SERVING" if announce else "ready:",
+                "model loaded in %.1fs, %s%s); phases: %s", "SERVING" if announce else "ready:",
                 model.model_id, where, args.precision, "API keys required" if keys.enabled else "no authentication",
                 _redacted(database_url), ready, "?" if since_start is None else f"{since_start:.1f}s",
-                model.load_seconds, runtime, converted)
+                model.load_seconds, runtime, converted,
+                ", ".join(f"{name} {seconds:.2f}s" for name, seconds in phases.items()))
     if announce:
         logs.announce(f"gliner2-serve: SERVING {model.model_id} on {where}")
 

@@ -21,6 +21,7 @@ from ..lean.bundle import CONVERTER_REVISION, Bundle, BundleError, is_bundle, op
 from ..lean.openvino_compile import ir_weights
 from ..lifetime import child_env
 from .checkpoint import CheckpointUnavailable, content_digest, resolve_checkpoint
+from .heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,14 @@ def find_bundle(model_id: str, precision: str, cache_dir: Path,
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=child_env())
     tail: list[str] = []
-    for line in process.stderr:
-        line = line.rstrip()
-        if line:
-            logger.info("gliner2-convert: %s", line)
-            tail = (tail + [line])[-20:]
-    code = process.wait()
+    with Heartbeat(f"converting {model_id}", logger) as progress:
+        for line in process.stderr:
+            line = line.rstrip()
+            if line:
+                # the converter's own lines name its steps (loading, encoder to IR, heads, writing)
+                progress.step(f"gliner2-convert: {line}")
+                tail = (tail + [line])[-20:]
+        code = process.wait()
     seconds = time.perf_counter() - started
     if code == UNSUPPORTED_EXIT:
         logger.info("%s: %s; serving it through the gliner2 library", model_id, tail[-1] if tail else "unsupported")
