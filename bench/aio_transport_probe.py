@@ -28,12 +28,11 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, write_report
+from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, median_ms, write_report
 
 
 def _stack(checkpoint: Path, cache: Path, data: str):
@@ -129,18 +128,7 @@ def in_process(checkpoint: Path, cache: Path, rounds: int) -> float:
 
     recording = _stack(checkpoint, cache, tempfile.mkdtemp())
     request = pb.ExtractRequest(text=SEED, schema=build_schema(entities=LABELS))
-    return _p50(lambda: _extract(recording, request), rounds)
-
-
-def _p50(call, rounds: int, warmup: int = 30) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
+    return median_ms(lambda: _extract(recording, request), rounds, warmup=30)
 
 
 def main(argv=None) -> dict:
@@ -176,7 +164,7 @@ def main(argv=None) -> dict:
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     stub = pb_grpc.GlinerServiceStub(channel)
                     call = functools.partial(stub.Extract, request, timeout=30, metadata=(("x-api-key", KEY),))
-                    figures[kind].append(_p50(call, args.rounds))
+                    figures[kind].append(median_ms(call, args.rounds, warmup=30))
             finally:
                 stop.set()
                 child.join(30)

@@ -116,10 +116,10 @@ def write_report(report: dict, out: Path | None, name: str) -> Path:
     return out
 
 
-def median_ms(call, runs: int) -> float:
-    """Median of ``runs`` calls after two warm-up calls, in milliseconds."""
-    call()
-    call()
+def median_ms(call, runs: int, warmup: int = 2) -> float:
+    """Median of ``runs`` calls after ``warmup`` warm-up calls, in milliseconds."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(runs):
         started = time.perf_counter()
