@@ -109,3 +109,15 @@ def test_every_line_is_json_and_requests_are_logged_with_their_fields(json_stack
     assert envoy["json-rest-1"]["http_status"] == 200 and envoy["json-rest-1"]["route"] == "/gliner-2"
     assert envoy["json-rest-401"]["http_status"] == 401
     assert isinstance(envoy["json-rest-1"]["latency_ms"], (int, float))
+
+
+def test_a_start_up_failure_is_told_as_json_too(tmp_path):
+    """What ends the command (here a model directory that does not exist) comes as a JSON line, level ERROR."""
+    done = subprocess.run([sys.executable, "-m", "gliner_server.cli", "--model", str(tmp_path / "nope"),
+                           "--cache-dir", str(tmp_path), "--log-format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    parsed = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    last = parsed[-1]
+    assert last["level"] == "ERROR" and last["logger"] == "gliner2-serve"
+    assert last["message"].startswith("gliner2-serve: No checkpoint directory")

@@ -84,6 +84,17 @@ def test_missing_directory_fails_fast(tmp_path):
     assert result.returncode != 0 and "No checkpoint directory" in result.stderr
 
 
+def test_a_replica_failing_at_start_up_stops_the_others_with_the_reason(tmp_path):
+    """--replicas 2 with a model that cannot load: the first replica fails before the second was started; the
+    command says why and exits 1 (it used to crash on the replica it had not started)."""
+    result = subprocess.run([sys.executable, "-m", "gliner_server.cli", "--model", str(tmp_path / "nope"),
+                             "--replicas", "2", "--port", "0", "--cache-dir", str(tmp_path),
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "No checkpoint directory" in result.stderr and "replica 0 exited with 1 during start-up" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_sigterm_during_a_long_model_load_stops_at_once(big_checkpoints, tmp_path):
     """SIGTERM while the model is still being converted (a fresh cache): the command stops within seconds,
     exits 0 and never says SERVING, instead of finishing the load and the warm-up first."""

@@ -230,11 +230,17 @@ def main(argv=None) -> None:
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if args.no_envoy or (args.replicas == 1 and not args.upstream):
-        run_server(args, stop, announce=not tag)
-    from .supervisor import run_front, run_replicas
+    try:
+        if args.no_envoy or (args.replicas == 1 and not args.upstream):
+            run_server(args, stop, announce=not tag)
+        from .supervisor import run_front, run_replicas
 
-    code = run_front(args, stop) if args.upstream else run_replicas(args, argv, stop)
+        code = run_front(args, stop) if args.upstream else run_replicas(args, argv, stop)
+    except SystemExit as exit_:
+        if not isinstance(exit_.code, str):
+            raise
+        logs.fatal(exit_.code)   # "gliner2-serve: why" on standard error, as a JSON line in JSON mode
+        code = 1
     logging.shutdown()
     sys.exit(code)
 
@@ -344,7 +350,7 @@ def run_server(args, stop: _Stop, *, announce: bool = True) -> None:
         _release(envoy, server, history)
         if isinstance(error, ServiceError):  # the cause carries the operator's guidance (how to serve a local dir)
             logging.shutdown()
-            print(f"gliner2-serve: {error.__cause__ or error.message}", file=sys.stderr, flush=True)
+            logs.fatal(f"gliner2-serve: {error.__cause__ or error.message}")
             os._exit(1)
         raise
     mark = time.perf_counter()

@@ -74,15 +74,20 @@ def configure(level: str, log_format: str = "plain", replica: str | None = None)
     logging.captureWarnings(log_format == "json")
 
 
-def is_json() -> bool:
-    return _format == "json"
+def fatal(message: str) -> None:
+    """Why the command stops, on standard error (a JSON line with level ERROR in JSON mode)."""
+    _say(message, "ERROR", sys.stderr)
 
 
 def announce(message: str) -> None:
     """A line for whoever started the command (``gliner2-serve: SERVING ...``) on standard output."""
+    _say(message, "INFO", sys.stdout)
+
+
+def _say(message: str, level: str, stream) -> None:
     if _format == "json":
-        line = {"time": utc_time(time.time()), "level": "INFO", "logger": "gliner2-serve", "message": message}
+        line = {"time": utc_time(time.time()), "level": level, "logger": "gliner2-serve", "message": message}
         if _replica is not None:
             line["replica"] = _replica
         message = json.dumps(line, ensure_ascii=False)
-    print(message, file=sys.stdout, flush=True)
+    print(message, file=stream, flush=True)

@@ -81,7 +81,7 @@ class Replica:
         self.start()
 
     def terminate(self) -> None:
-        if self.exited() is None:
+        if self.process is not None and self.exited() is None:   # None: never started (an earlier one failed)
             self.process.send_signal(signal.SIGTERM)
 
     def wait(self, timeout_s: float) -> int | None:
