@@ -32,17 +32,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, cpu_flags, median_ms, write_report
-
-
-def _stack(checkpoint: Path, cache: Path, data: str):
-    from gliner_server.core.engine import InferenceEngine
-    from gliner_server.core.recording import RecordingEngine
-    from gliner_server.history.store import HistoryStore
-    from gliner_server.runtime.registry import ModelRegistry, ModelSpec
-
-    registry = ModelRegistry([ModelSpec(id="m", source=str(checkpoint))], "m", precision="f32", cache_dir=cache)
-    return RecordingEngine(InferenceEngine(registry), HistoryStore.open(f"sqlite:///{data}/history.db"))
+from common import (
+    KEY,
+    LABELS,
+    ROOT,
+    SEED,
+    bench_checkpoint,
+    cpu_busy_fraction,
+    cpu_flags,
+    median_ms,
+    recording_engine,
+    write_report,
+)
 
 
 def _extract(recording, request):
@@ -67,7 +68,7 @@ def serve(kind: str, checkpoint: Path, cache: Path, port_queue, stop_event) -> N
     from gliner_client.v1 import gliner_service_pb2_grpc as pb_grpc
 
     data = tempfile.mkdtemp()
-    recording = _stack(checkpoint, cache, data)
+    recording = recording_engine(checkpoint, cache, data)
 
     if kind == "service":   # the service's own server: interceptors, request ids, admission, metrics, access log
         import logging
@@ -126,7 +127,7 @@ def in_process(checkpoint: Path, cache: Path, rounds: int) -> float:
     from gliner_client import build_schema
     from gliner_client.v1 import gliner_service_pb2 as pb
 
-    recording = _stack(checkpoint, cache, tempfile.mkdtemp())
+    recording = recording_engine(checkpoint, cache, tempfile.mkdtemp())
     request = pb.ExtractRequest(text=SEED, schema=build_schema(entities=LABELS))
     return median_ms(lambda: _extract(recording, request), rounds, warmup=30)
 

@@ -32,6 +32,18 @@ def bench_checkpoint(cache: Path, *, tiny: bool = False) -> Path:
     return path
 
 
+def recording_engine(checkpoint: Path, cache: Path, data_dir: str):
+    """The server's core in process: one model ("m", f32), the engine with its batcher, and the durable SQLite
+    history in ``data_dir``. ``.engine`` is the engine alone, ``.engine.models`` the registry."""
+    from gliner_server.core.engine import InferenceEngine
+    from gliner_server.core.recording import RecordingEngine
+    from gliner_server.history.store import HistoryStore
+    from gliner_server.runtime.registry import ModelRegistry, ModelSpec
+
+    registry = ModelRegistry([ModelSpec(id="m", source=str(checkpoint))], "m", precision="f32", cache_dir=cache)
+    return RecordingEngine(InferenceEngine(registry), HistoryStore.open(f"sqlite:///{data_dir}/history.db"))
+
+
 def text_of_tokens(tokenizer, tokens: int) -> str:
     """A prefix of repeated PARAGRAPH that the model's tokenizer splits into about ``tokens`` tokens."""
     words = (PARAGRAPH * (1 + tokens // 20)).split()
@@ -47,8 +59,6 @@ def text_of_tokens(tokenizer, tokens: int) -> str:
 
 def cpu_flags() -> str:
     """The CPU's model, how many CPUs this machine has, and the flags that decide OpenVINO's kernels."""
-    from pathlib import Path
-
     info = Path("/proc/cpuinfo").read_text().splitlines()
     flags: set[str] = set()
     for line in info:
@@ -160,7 +170,7 @@ def concurrent_rate(call, clients: int, seconds: float) -> tuple[float, list[flo
             started = time.perf_counter()
             try:
                 call()
-            except Exception:
+            except Exception:  # noqa: BLE001 - counted, reported
                 with lock:
                     errors[0] += 1
                 continue

@@ -30,26 +30,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import KEY, LABELS, ROOT, SEED, bench_checkpoint, cpu_busy_fraction, paired_rounds, write_report
+from common import (
+    KEY,
+    LABELS,
+    ROOT,
+    SEED,
+    bench_checkpoint,
+    cpu_busy_fraction,
+    paired_rounds,
+    recording_engine,
+    write_report,
+)
 
 
 def in_process_ms(checkpoint: Path, cache: Path, rounds: int) -> dict[str, float]:
     """p50 ms of the seed request in process: the model alone, the engine, the engine with the history."""
     import tempfile
 
-    from gliner_server.core.engine import FULL_OUTPUT, ExtractionRequest, InferenceEngine
-    from gliner_server.core.recording import Provenance, RecordingEngine
+    from gliner_server.core.engine import FULL_OUTPUT, ExtractionRequest
+    from gliner_server.core.recording import Provenance
     from gliner_server.core.schema import build_schema, to_library_schema
-    from gliner_server.history.store import HistoryStore
-    from gliner_server.runtime.registry import ModelRegistry, ModelSpec
 
-    registry = ModelRegistry([ModelSpec(id="m", source=str(checkpoint))], "m", precision="f32", cache_dir=cache)
-    engine = InferenceEngine(registry)
     with tempfile.TemporaryDirectory() as data:
-        recording = RecordingEngine(engine, HistoryStore.open(f"sqlite:///{data}/history.db"))
+        recording = recording_engine(checkpoint, cache, data)
+        engine = recording.engine
         schema = build_schema(entities=[{"name": label} for label in LABELS])
         request = ExtractionRequest(texts=(SEED,), schema=schema, threshold=0.5, output=FULL_OUTPUT)
-        model = registry.get("m").model
+        model = engine.models.get("m").model
         model_schema = to_library_schema(schema, model)
         provenance = Provenance(route="bench", task="schema")
         calls = {"in-process model (batch_extract)": lambda: model.batch_extract([SEED], [model_schema]),

@@ -118,7 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Envoy's access log: one line per request (request id, route, status, timings) on "
                         "standard output (default), in FILE, or off")
     p.add_argument("--log-level", default="INFO")
-    p.add_argument("--log-format", choices=("plain", "json"), default=os.environ.get("GLINER2_LOG_FORMAT", "plain"),
+    p.add_argument("--log-format", choices=logs.LOG_FORMATS, default=os.environ.get("GLINER2_LOG_FORMAT", "plain"),
                    help="plain lines for a terminal (default), or one JSON object per line (every log line, the "
                         "per-request fields, Envoy's access log) for a log shipper; env GLINER2_LOG_FORMAT")
 
@@ -296,7 +296,7 @@ def run_server(args, stop: _Stop, *, announce: bool = True) -> None:
         loader=functools.partial(load_model, runtime=args.runtime))
     try:
         history = HistoryStore.open(database_url, timeout_s=args.history_timeout, on_commit=metrics.on_commit)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any database failure at start-up: say so and stop
         sys.exit(f"gliner2-serve: cannot open the inference history at {_redacted(database_url)}: "
                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 

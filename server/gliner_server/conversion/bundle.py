@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ValueError) as error:
         print(f"gliner2-convert: {error}", file=sys.stderr)
         return 2
-    except Exception as error:
+    except Exception as error:  # the checkpoint's own failure, in one line
         from ..runtime.checkpoint import CheckpointUnavailable
 
         if isinstance(error, CheckpointUnavailable):

@@ -50,7 +50,7 @@ class ProgressWatch:
             self._last_probe = time.monotonic()
             try:
                 self.probe()
-            except Exception:
+            except Exception:  # a failed probe is one more failure, never a crash
                 logger.exception("history probe failed")
         reason = None
         for source in self.sources():
@@ -71,5 +71,5 @@ class ProgressWatch:
         while not self._stop.wait(self.interval_s):
             try:
                 self.check()
-            except Exception:
+            except Exception:  # the watch must keep watching
                 logger.exception("progress watch failed")

@@ -22,6 +22,7 @@ import grpc
 
 from .. import metrics
 from ..errors import ErrorKind, ServiceError
+from ..logs import REQUEST_FIELDS
 from .status import abort, grpc_code
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def _finish(call: RpcCall, error: ServiceError | None) -> None:
         "request_id=%s route=%s method=%s model=%s client=%s status=%s http=%d latency_ms=%.1f queue_ms=%.1f "
         "model_ms=%.1f texts=%d tokens=%d", call.request_id, call.route, call.method, call.model, call.client,
         call.code, status, seconds * 1000.0, call.queue_ms, call.model_ms, call.texts, call.tokens,
-        extra={"request": {
+        extra={REQUEST_FIELDS: {
             "request_id": call.request_id, "route": call.route, "method": call.method, "model": call.model,
             "client": call.client, "status": call.code, "http_status": status,
             "latency_ms": round(seconds * 1000.0, 3), "queue_ms": round(call.queue_ms, 3),

@@ -23,7 +23,7 @@ def _safe(deserializer):
     def decode(raw: bytes):
         try:
             return deserializer(raw) if deserializer is not None else raw
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any decoding failure is the client's
             return _Undecodable(error)
     return decode
 

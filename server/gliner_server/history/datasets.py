@@ -95,7 +95,7 @@ def validate_records(records: list[Any], limits: DatasetLimits) -> tuple[int, di
                                        field="records")
         try:
             problems = InputExample.from_dict(record).validate()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - whatever the library chokes on is the client's record
             problems = [f"{type(error).__name__}: {error}"]
         if problems:
             raise ServiceError.invalid(f"Invalid {where}: {problems[0]}", field="records")

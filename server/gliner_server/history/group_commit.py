@@ -150,14 +150,14 @@ class GroupCommit(Generic[Row]):
         try:
             try:
                 self._commit(group)
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - retried per writer, then handed to each
                 if len(group) == 1:
                     group[0].error = error
                 else:
                     for ticket in group:
                         try:
                             self._commit([ticket])
-                        except BaseException as own:
+                        except BaseException as own:  # noqa: BLE001
                             ticket.error = own
         finally:
             self._busy_since = None

@@ -405,7 +405,7 @@ class Preprocessor:
             text = self.normalize_text(text)
             try:
                 records.append(self._transform(text, copy.deepcopy(schema), max_len))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the library's error_policy="fallback"
                 logger.warning("record failed to transform (%s: %s); substituting a fallback record with no "
                                "gold targets (error_policy='fallback')", type(exc).__name__, exc)
                 records.append(self._fallback(text, schema))

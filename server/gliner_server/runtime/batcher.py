@@ -334,7 +334,7 @@ class BatchScheduler:
         self.stats.running = len(texts)
         try:
             results, tokens = self._run_slices(texts, schemas, jobs[0].options, chunk)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting request thread(s)
             self.stats.running = 0
             if len(jobs) > 1:
                 self.stats.shared_pass_failures += 1

@@ -47,7 +47,7 @@ def resolve_checkpoint(model_id: str) -> Checkpoint:
         from huggingface_hub import snapshot_download
 
         path = snapshot_download(repo_id=model_id, etag_timeout=5)
-    except Exception as error:
+    except Exception as error:  # any hub failure gets the same guidance
         raise CheckpointUnavailable(
             f"Could not fetch {model_id!r} from the Hugging Face hub "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "

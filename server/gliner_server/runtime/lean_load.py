@@ -50,7 +50,7 @@ class EncoderCompilation:
             from .openvino_encoder import OpenVINOEncoder
 
             self._future.set_result(OpenVINOEncoder(ir_path, precision, cache_dir=cache_dir))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread by result()
             self._future.set_exception(error)
 
     def result(self, *, config=None):

@@ -290,7 +290,7 @@ class ModelRegistry:
         try:
             model = self._loader(spec.source, precision=self.precision, cache_dir=self.cache_dir,
                                  adapter=spec.adapter)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - any load failure becomes one client-facing error
             self._failed(entry, error, what, time.monotonic() - started)
             return
         # The loader names the model after its source; clients know it by its id.

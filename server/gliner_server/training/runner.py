@@ -105,7 +105,7 @@ class _ToReporter(logging.Handler):
         self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a log line must never break training
             self.reporter.log(record.levelname, record.getMessage())
 
 

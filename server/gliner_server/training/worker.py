@@ -95,7 +95,7 @@ class Worker:
             try:
                 self.jobs.reap_stale()
                 job = self.jobs.claim(self.name)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the database may be away for a while: keep polling
                 logger.warning("cannot reach the job queue: %s", error)
             if job is None:
                 if self.args.once:
@@ -132,7 +132,7 @@ class Worker:
                 break
             try:
                 wanted = self.jobs.heartbeat(job.id, self.name)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - a missed heartbeat is retried; staleness decides
                 logger.warning("job %s: heartbeat failed: %s", job.id, error)
                 continue
             if wanted is None:    # reaped or ended elsewhere: it is not ours any longer
@@ -159,14 +159,14 @@ class Worker:
         try:
             if self.jobs.finish(job.id, self.name, status, error=error):
                 self._log(job.id, "ERROR" if status == "failed" else "INFO", error)
-        except Exception as failure:
+        except Exception as failure:  # noqa: BLE001 - staleness will fail the job if this could not
             logger.warning("job %s: could not record its end: %s", job.id, failure)
         logger.info("job %s: ended (child exit %s)", job.id, code)
 
     def _log(self, job_id: str, level: str, message: str) -> None:
         try:
             self.jobs.log(job_id, level, message)
-        except Exception:
+        except Exception:  # noqa: BLE001
             logger.warning("job %s: could not write its log", job_id)
 
     def close(self) -> None:
@@ -274,7 +274,7 @@ def child_main(job_id: str, client_id: str, worker: str, database_url: str, trai
             error = "the worker shut down during the job; request it again"
     except ServiceError as failure:
         error = failure.message
-    except Exception as failure:
+    except Exception as failure:  # noqa: BLE001 - whatever training raises fails the job, with the reason
         error = f"{type(failure).__name__}: {failure}"
         for line in traceback.format_exc().splitlines()[-20:]:
             reporter.log("ERROR", line)
@@ -331,7 +331,7 @@ def main(argv=None) -> None:
             return
     try:
         worker = Worker(args, database_url, training_dir, stopping)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001
         sys.exit(f"gliner2-train-worker: cannot open the job queue: {type(error).__name__}: {error}")
     print(f"gliner2-train-worker: WAITING for jobs ({worker.name})", flush=True)
     try:
